@@ -1,0 +1,80 @@
+"""nncodec: images stored as tiny neural networks; decode at any size.
+
+Public API::
+
+    data = nncodec.encode(image, budget="2kb")      # bytes, len(data) <= budget
+    pixels = nncodec.decode(data)                   # uint8 HxWx3 (HxW for grey)
+    bigger = nncodec.decode(data, (1536, 1024))     # any size (width, height)
+    nncodec.info(data)                              # header fields
+
+Heavy modules (numba kernels) load on first use, so ``import nncodec`` is cheap.
+"""
+
+from __future__ import annotations
+
+from .errors import (BudgetError, ChecksumError, FormatError, ImageTooLargeError, InputError,
+                     NniError, TruncatedError, VersionError)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "encode", "decode", "info", "check", "NniError", "FormatError", "TruncatedError",
+    "ChecksumError", "VersionError", "ImageTooLargeError", "BudgetError", "InputError",
+    "__version__",
+]
+
+
+def encode(image, /, *, budget, preset="default", seed=0, model="grid", progress=None):
+    """Encode an image into ``.nni`` bytes no larger than ``budget``.
+
+    Args:
+        image: a path, a PIL image, or a uint8 array (HxWx3 or HxW).
+        budget: bytes as an int or a string like ``"2kb"`` (1 k = 1024 bytes).
+        preset: ``"fast"``, ``"default"`` or ``"slow"`` (time against quality).
+        seed: random seed; the same image, budget, preset and seed give the
+            same bytes.
+        model: ``"grid"`` (latent grids + MLP) or ``"mlp"`` (the plain
+            coordinate MLP with Fourier features).
+        progress: optional callable ``progress(step, total, info_dict)``.
+    Raises:
+        BudgetError: the budget is too small; ``.minimum`` holds the smallest
+            budget that works.
+        InputError: the image cannot be read or used.
+    """
+    from .encoder import encode_stats
+
+    data, _ = encode_stats(image, budget=budget, preset=preset, seed=seed, model=model,
+                           progress=progress)
+    return data
+
+
+def decode(data, /, size=None, *, scale=None, max_pixels=...):
+    """Decode ``.nni`` bytes to a uint8 array (HxWx3, or HxW for grey).
+
+    Args:
+        data: the file's bytes.
+        size: ``(width, height)`` of the output, as in Pillow; default: the
+            coded size. Larger sizes upscale, smaller ones integrate over each
+            output pixel's footprint.
+        scale: a positive scale factor instead of ``size``.
+        max_pixels: cap on output pixels (default 89,478,485, as Pillow's
+            ``MAX_IMAGE_PIXELS``); ``None`` removes the cap.
+    """
+    from . import decoder
+
+    kw = {} if max_pixels is ... else {"max_pixels": max_pixels}
+    return decoder.decode(data, size, scale=scale, **kw)
+
+
+def info(data, /) -> dict:
+    """Return the header fields of ``.nni`` bytes as a dict."""
+    from . import decoder
+
+    return decoder.info(data)
+
+
+def check(data, /) -> bool:
+    """Return True if ``data`` starts with the ``.nni`` magic bytes."""
+    from .format import MAGIC
+
+    return bytes(data[: len(MAGIC)]) == MAGIC

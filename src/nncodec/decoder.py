@@ -1,0 +1,100 @@
+"""Decoder: parse, entropy decode, render at any size. Imports no encoder code."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import format as fmt
+from .entropy import decode_payload
+from .errors import FormatError, ImageTooLargeError, InputError
+from .field import ModelSpec, render
+
+#: Default cap on rendered pixels (width * height), as Pillow's
+#: ``Image.MAX_IMAGE_PIXELS``. Pass ``max_pixels=None`` to lift it.
+MAX_OUTPUT_PIXELS = 89_478_485
+
+
+def dequantize(spec: ModelSpec, q: np.ndarray, ws, bs) -> np.ndarray:
+    """Network parameters from their integers and per-layer step indices."""
+    theta = np.empty(q.size, np.float32)
+    p = 0
+    for k, (o, i) in enumerate(spec.layer_shapes()):
+        for n, sidx in ((o * i, ws[k]), (o, bs[k])):
+            theta[p: p + n] = q[p: p + n] * np.float32(fmt.STEP_TABLE[sidx])
+            p += n
+    return theta
+
+
+def parse(data):
+    """Return ``(container, theta float32[P], latents float32[N])``."""
+    c = fmt.unpack(data)
+    spec = c.spec
+    # Bytes past the end of the payload read as zero: the encoder strips
+    # trailing zero bytes, so ``consumed`` may exceed the payload length.
+    wq, lat, err, _ = decode_payload(c.payload, spec.group_sizes(), spec.level_dims())
+    if err:
+        raise FormatError("payload holds an impossible value (corrupted file)")
+    return c, dequantize(spec, wq, c.weight_steps, c.bias_steps), lat.astype(np.float32)
+
+
+def output_size(spec: ModelSpec, size=None, scale=None) -> tuple[int, int]:
+    """Resolve ``size=(w, h)`` or ``scale`` into an output size."""
+    if size is not None and scale is not None:
+        raise InputError("give either size or scale, not both")
+    if size is not None:
+        try:
+            w, h = (int(v) for v in size)
+        except (TypeError, ValueError):
+            raise InputError(f"size must be (width, height), got {size!r}") from None
+        if w < 1 or h < 1:
+            raise InputError(f"output size must be positive, got {w}x{h}")
+        return w, h
+    if scale is not None:
+        try:
+            s = float(scale)
+        except (TypeError, ValueError):
+            raise InputError(f"scale must be a positive number, got {scale!r}") from None
+        if not math.isfinite(s) or s <= 0:
+            raise InputError(f"scale must be a positive number, got {scale!r}")
+        w = max(1, int(round(spec.width * s)))
+        h = max(1, int(round(spec.height * s)))
+        if w > 1 << 20 or h > 1 << 20:
+            raise ImageTooLargeError(f"scale {s} gives an output of {w}x{h} pixels")
+        return w, h
+    return spec.width, spec.height
+
+
+def decode(data, size=None, *, scale=None, max_pixels=MAX_OUTPUT_PIXELS) -> np.ndarray:
+    """Decode an ``.nni`` file to uint8 ``HxWx3`` (or ``HxW`` for grey).
+
+    Args:
+        data: the file's bytes.
+        size: output ``(width, height)``; default the coded size.
+        scale: output scale factor instead of ``size`` (any positive real).
+        max_pixels: refuse renders larger than this many pixels (None: no cap).
+    """
+    c = fmt.unpack(data)
+    w, h = output_size(c.spec, size, scale)
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageTooLargeError(
+            f"output of {w}x{h} = {w * h} pixels exceeds the cap of {max_pixels} "
+            "(pass max_pixels=None, or --max-pixels 0 on the command line, to allow it)")
+    c, theta, lat = parse(data)
+    out = render(c.spec, theta, lat, w, h)
+    return out[:, :, 0] if c.spec.channels == 1 else out
+
+
+def info(data) -> dict:
+    """Header fields of an ``.nni`` file, plus derived facts."""
+    c = fmt.unpack(data)
+    d = {"format_version": fmt.FORMAT_VERSION, "file_bytes": len(data)}
+    d.update(c.fields)
+    s = c.spec
+    d.update(width=s.width, height=s.height, channels=s.channels,
+             grids=" ".join(f"{w}x{h}" for h, w in s.level_dims()) or "none",
+             mlp=" -> ".join([str(s.n_inputs)] + [str(s.hidden_width)] * s.n_hidden + [str(s.channels)]),
+             parameters=s.n_params, latents=s.n_latents,
+             bpp=round(len(data) * 8.0 / (s.width * s.height), 5))
+    return d

@@ -1,0 +1,423 @@
+"""Encoder: train the field on one image, quantize, entropy code, fit the budget.
+
+Pipeline (see README, "How it works"):
+
+1. :func:`choose_spec` picks grids and MLP size from the bits per pixel.
+2. :class:`Trainer` minimises ``MSE + lambda * bits / pixels`` with Adam:
+   first with uniform noise on the latents, then with straight-through
+   rounding. ``lambda`` is steered during training so that the real coded
+   size (measured with the range coder) lands just under the budget.
+3. :func:`_quantize_weights` picks each layer's step index by
+   rate-distortion search on the real decoded image.
+4. :func:`_fit` applies a dead-zone to the latent rounding, searched so that
+   the file fits the budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import format as fmt
+from .decoder import decode, dequantize
+from .entropy import encode_payload
+from .errors import BudgetError, InputError
+from .field import ModelSpec, level_table, layer_table, make_taps, render
+from .train import N_RATE_CTX, Adam, _mlp_grad, _rate, latent_grad
+from ._jit import TILE
+
+log = logging.getLogger("nncodec")
+
+
+@dataclass(frozen=True)
+class Preset:
+    steps: int
+    sample_fraction: float  # fraction of pixels per step
+    ste_fraction: float  # final fraction of steps with hard rounding
+
+
+PRESETS = {
+    "fast": Preset(steps=600, sample_fraction=1 / 8, ste_fraction=0.15),
+    "default": Preset(steps=1500, sample_fraction=1 / 8, ste_fraction=0.15),
+    "slow": Preset(steps=4000, sample_fraction=1 / 8, ste_fraction=0.15),
+}
+
+#: Fraction of the budget the rate controller aims for during training; the
+#: final dead-zone search makes up the difference.
+FILL_TARGET = 0.97
+
+
+@dataclass
+class EncodeStats:
+    """What the encoder reached; returned by :func:`encode_stats`."""
+
+    bytes: int
+    budget: int
+    bpp: float
+    psnr: float
+    seconds: float
+    spec: ModelSpec
+    lam: float
+    steps: int
+    history: list = field(default_factory=list)
+
+
+def parse_budget(budget) -> int:
+    """Parse ``2048``, ``"2k"``, ``"2kb"``, ``"2KiB"``, ``"1.5m"`` (1 k = 1024 bytes)."""
+    if isinstance(budget, bool):
+        raise BudgetError(f"invalid budget {budget!r}")
+    if isinstance(budget, (int, np.integer)):
+        n = int(budget)
+    elif isinstance(budget, float):
+        if not math.isfinite(budget):
+            raise BudgetError(f"invalid budget {budget!r}")
+        n = int(budget)
+    elif isinstance(budget, str):
+        s = budget.strip().lower().replace(" ", "")
+        for suffix in ("ib", "b"):
+            if s.endswith(suffix) and s[:-len(suffix)][-1:] in "km":
+                s = s[: -len(suffix)]
+                break
+        else:
+            if s.endswith("b") and s[:-1].replace(".", "", 1).isdigit():
+                s = s[:-1]
+        mult = 1
+        if s.endswith("k"):
+            mult, s = 1024, s[:-1]
+        elif s.endswith("m"):
+            mult, s = 1024 * 1024, s[:-1]
+        try:
+            n = int(float(s) * mult)
+        except ValueError:
+            raise BudgetError(
+                f"invalid budget {budget!r}: use bytes like 2048, 2k, 2kb or 2KiB "
+                "(1 k = 1024 bytes)") from None
+    else:
+        raise BudgetError(f"invalid budget {budget!r}")
+    if n <= 0:
+        raise BudgetError(f"budget must be positive, got {budget!r}")
+    return n
+
+
+def choose_spec(width: int, height: int, channels: int, budget: int, model: str = "grid") -> ModelSpec:
+    """Pick the architecture for an image and a byte budget."""
+    bpp = budget * 8.0 / (width * height)
+    if model == "mlp":
+        # The original experiment: Fourier features of (x, y) into an MLP.
+        usable_bits = max(0.0, budget - 24) * 8.0
+        nf = 6
+        nin = 4 * nf
+        # params(w) = w*nin + w + 2*(w*w + w) + channels*w + channels; ~5 bits each.
+        best = 1
+        for w in range(1, 65):
+            p = w * nin + w + 2 * (w * w + w) + channels * (w + 1)
+            if p * 5.0 <= usable_bits:
+                best = w
+        return ModelSpec(width, height, channels, 0, 0, nf, 3, best)
+    if model != "grid":
+        raise InputError(f"unknown model {model!r}: use 'grid' or 'mlp'")
+    if bpp < 0.08:
+        first = 2
+    elif bpp < 0.35:
+        first = 1
+    else:
+        first = 0
+    # Coarsest grid 1:64, but not smaller than about 2 cells per side.
+    last = 6
+    while last > first and (max(width, height) >> last) < 2:
+        last -= 1
+    n_levels = last - first + 1
+    if bpp < 0.06:
+        hidden, width_h = 2, 12
+    elif bpp < 0.15:
+        hidden, width_h = 2, 16
+    else:
+        hidden, width_h = 2, 24
+    return ModelSpec(width, height, channels, n_levels, first, 0, hidden, width_h)
+
+
+def _to_ycocg_mean(img: np.ndarray) -> np.ndarray:
+    m = img.reshape(-1, img.shape[-1]).mean(axis=0)
+    if img.shape[-1] == 1:
+        return m
+    r, g, b = m
+    return np.array([(r + 2 * g + b) / 4, (r - b) / 2, (-r + 2 * g - b) / 4])
+
+
+class Trainer:
+    """State of one rate-distortion training run."""
+
+    def __init__(self, spec: ModelSpec, img: np.ndarray, seed: int = 0):
+        self.spec = spec
+        self.h, self.w = img.shape[:2]
+        self.c = spec.channels
+        self.target = np.ascontiguousarray(img.reshape(-1, self.c), dtype=np.float32) / 255.0
+        self.rng = np.random.default_rng(seed)
+        self.taps = make_taps(spec, self.w, self.h)
+        self.offsets, self.dims = level_table(spec)
+        self.layers = layer_table(spec)
+        self.theta = self._init_theta(img)
+        self.lat = np.zeros(spec.n_latents, np.float32)
+        self.logb = np.zeros((spec.n_levels, N_RATE_CTX), np.float64)
+        self.opt_theta = Adam(self.theta.size)
+        self.opt_lat = Adam(self.lat.size)
+        self.opt_logb = Adam(self.logb.size)
+        self.dfeat = np.zeros((spec.n_levels, self.h * self.w), np.float32)
+
+    def _init_theta(self, img) -> np.ndarray:
+        parts = []
+        shapes = self.spec.layer_shapes()
+        for k, (o, i) in enumerate(shapes):
+            last = k == len(shapes) - 1
+            std = math.sqrt(2.0 / max(i, 1)) * (0.1 if last else 1.0)
+            parts.append(self.rng.normal(0.0, std, o * i))
+            b = _to_ycocg_mean(img.reshape(self.h, self.w, -1) / 255.0) if last else np.zeros(o)
+            parts.append(np.asarray(b, dtype=np.float64))
+        return np.concatenate(parts).astype(np.float32)
+
+    def sample(self, fraction: float) -> np.ndarray:
+        """One pixel per block of ``1 / fraction`` consecutive pixels (no repeats)."""
+        n = self.h * self.w
+        stride = max(1, int(round(1.0 / fraction)))
+        if stride == 1:
+            return np.arange(n, dtype=np.int64)
+        m = n // stride
+        sel = np.arange(m, dtype=np.int64) * stride + self.rng.integers(0, stride, m)
+        return sel
+
+    def step(self, sel, lam: float, hard: bool, lr_lat: float, lr_mlp: float) -> tuple[float, float]:
+        """One Adam step; returns (mse over the selection, estimated bits)."""
+        if hard:
+            yhat = np.floor(self.lat + 0.5).astype(np.float32)
+        else:
+            yhat = self.lat + self.rng.uniform(-0.5, 0.5, self.lat.size).astype(np.float32)
+        ntiles = (sel.size + TILE - 1) // TILE
+        gbuf = np.zeros((ntiles, self.theta.size), np.float64)
+        lbuf = np.zeros(ntiles, np.float64)
+        t = self.taps
+        _mlp_grad(yhat, self.offsets, self.dims, t.ri, t.rw, t.ci, t.cw, t.fr, t.fc, self.theta,
+                  self.layers, self.c, self.target, sel, self.w, gbuf, lbuf, self.dfeat)
+        gtheta = gbuf.sum(axis=0)
+        glat = np.zeros(self.lat.size, np.float64)
+        latent_grad(self.dfeat, t, self.offsets, self.dims, self.w, glat)
+        self.dfeat[:, sel] = 0.0
+        glogb = np.zeros_like(self.logb)
+        bits = 0.0
+        if self.lat.size:
+            bits = _rate(yhat, self.offsets, self.dims, self.logb, glat, glogb,
+                         lam / (self.h * self.w))
+        self.opt_theta.step(self.theta, gtheta, lr_mlp)
+        if self.lat.size:
+            self.opt_lat.step(self.lat, glat, lr_lat)
+            self.opt_logb.step(self.logb.reshape(-1), glogb.reshape(-1), 1e-2)
+            np.clip(self.logb, math.log(0.02), math.log(200.0), out=self.logb)
+        mse = lbuf.sum() / (sel.size * self.c)
+        return float(mse), float(bits)
+
+
+# ---------------------------------------------------------------------------
+# Quantization and packing.
+
+
+def _default_steps(spec: ModelSpec, theta: np.ndarray) -> tuple[list[int], list[int]]:
+    """Per-layer step indices giving about 1/16 of each layer's weight spread."""
+    ws, bs = [], []
+    p = 0
+    for o, i in spec.layer_shapes():
+        w = theta[p: p + o * i]
+        p += o * i + o
+        std = float(np.std(w)) if w.size else 1.0
+        idx = int(round(-4.0 * math.log2(max(std, 1e-6) / 16.0)))
+        ws.append(min(63, max(0, idx)))
+        bs.append(min(63, max(0, idx + 4)))
+    return ws, bs
+
+
+def _quantize_theta(spec: ModelSpec, theta: np.ndarray, ws, bs):
+    """Return (integers int64[P], dequantized float32[P])."""
+    q = np.empty(theta.size, np.int64)
+    p = 0
+    for k, (o, i) in enumerate(spec.layer_shapes()):
+        for n, sidx in ((o * i, ws[k]), (o, bs[k])):
+            step = fmt.STEP_TABLE[sidx]
+            q[p: p + n] = np.floor(theta[p: p + n] / step + 0.5)
+            p += n
+    return q, dequantize(spec, q, ws, bs)
+
+
+def _quantize_latents(lat: np.ndarray, deadzone: float) -> np.ndarray:
+    a = np.floor(np.abs(lat.astype(np.float64)) + 0.5 - deadzone)
+    return (np.sign(lat) * np.maximum(a, 0.0)).astype(np.int64)
+
+
+def _file(spec, wq, ws, bs, latq, metadata=b"") -> bytes:
+    payload = encode_payload(wq, spec.group_sizes(), latq, spec.level_dims())
+    return fmt.pack(spec, ws, bs, payload, metadata)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 100.0 if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
+
+
+def _mse01(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) / 255.0 ** 2
+
+
+def _quantize_weights(spec, theta, latf, img, lam, metadata):
+    """Choose per-layer weight and bias steps by rate-distortion search."""
+    h, w = img.shape[:2]
+    ws, bs = _default_steps(spec, theta)
+    latq = np.floor(latf + 0.5).astype(np.int64)
+
+    def cost(ws_, bs_):
+        q, deq = _quantize_theta(spec, theta, ws_, bs_)
+        out = render(spec, deq, latq.astype(np.float32), w, h)
+        nbytes = len(_file(spec, q, ws_, bs_, latq, metadata))
+        return _mse01(out.reshape(img.shape), img) + lam * nbytes * 8.0 / (h * w)
+
+    best = cost(ws, bs)
+    for k in range(len(ws)):
+        for which in (ws, bs):
+            for direction in (1, -1):
+                while True:
+                    trial = list(which)
+                    trial[k] = min(63, max(0, trial[k] + direction))
+                    if trial[k] == which[k]:
+                        break
+                    c = cost(trial, bs) if which is ws else cost(ws, trial)
+                    if c < best:
+                        best = c
+                        which[k] = trial[k]
+                    else:
+                        break
+    return ws, bs
+
+
+def _fit(spec, theta, latf, ws, bs, budget, metadata):
+    """Find the smallest latent dead-zone so that the file fits the budget.
+
+    Returns (file bytes, latq, ws, bs) or raises BudgetError.
+    """
+    q, _ = _quantize_theta(spec, theta, ws, bs)
+    latq = _quantize_latents(latf, 0.0)
+    data = _file(spec, q, ws, bs, latq, metadata)
+    if len(data) <= budget:
+        return data, latq, ws, bs
+    lo, hi = 0.0, float(np.max(np.abs(latf), initial=0.0)) + 1.0
+    best = None
+    for _ in range(14):
+        mid = 0.5 * (lo + hi)
+        lq = _quantize_latents(latf, mid)
+        d = _file(spec, q, ws, bs, lq, metadata)
+        if len(d) <= budget:
+            hi, best = mid, (d, lq)
+        else:
+            lo = mid
+    if best is None:
+        lq = np.zeros_like(latq)
+        ws2, bs2 = list(ws), list(bs)
+        while True:
+            q2, _ = _quantize_theta(spec, theta, ws2, bs2)
+            d = _file(spec, q2, ws2, bs2, lq, metadata)
+            if len(d) <= budget:
+                return d, lq, ws2, bs2
+            if min(ws2 + bs2) == 0:
+                raise BudgetError("budget too small for this model", minimum=len(d))
+            ws2 = [max(0, s - 2) for s in ws2]
+            bs2 = [max(0, s - 2) for s in bs2]
+    return best[0], best[1], ws, bs
+
+
+def minimum_size(channels: int = 3, metadata: bytes = b"") -> int:
+    """Smallest possible file: a constant-colour model (no grids, no hidden layer)."""
+    spec = ModelSpec(1, 1, channels, 0, 0, 0, 0, 1)
+    q = np.zeros(spec.n_params, np.int64)
+    return len(_file(spec, q, [0], [0], np.zeros(0, np.int64), metadata))
+
+
+# ---------------------------------------------------------------------------
+# Rate control.
+
+
+def _initial_lambda(bpp: float) -> float:
+    # Slope of the distortion-rate curve of typical photos (MSE in [0,1]^2
+    # per bit per pixel), interpolated in log-log: 0.05 at 0.04 bpp, 0.006 at 0.17.
+    return float(np.clip(0.05 * (bpp / 0.042) ** -1.5, 1e-5, 1.0))
+
+
+def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model: str = "grid",
+                 metadata: bytes = b"", progress=None, steps: int | None = None):
+    """Encode and return ``(data, EncodeStats)``; see :func:`nncodec.encode`."""
+    from .imageio import load_image
+
+    t0 = time.perf_counter()
+    nbytes = parse_budget(budget)
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)}")
+    cfg = PRESETS[preset]
+    n_steps = int(steps) if steps is not None else cfg.steps
+    img = load_image(image)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    h, w, c = img.shape
+    floor_bytes = minimum_size(c, metadata)
+    if nbytes < floor_bytes:
+        raise BudgetError(
+            f"budget of {nbytes} bytes is too small: the smallest .nni file is {floor_bytes} bytes",
+            minimum=floor_bytes)
+    spec = choose_spec(w, h, c, nbytes, model)
+    # Shrink the model until its weights alone fit comfortably.
+    while True:
+        n_layers = spec.n_hidden + 1
+        est = fmt.header_bytes(n_layers) + 4 + len(metadata) + spec.n_params * 0.75
+        if est <= 0.6 * nbytes or (spec.hidden_width <= 2 and spec.n_hidden == 0):
+            break
+        if spec.hidden_width > 4:
+            spec = ModelSpec(w, h, c, spec.n_levels, spec.first_level, spec.n_fourier,
+                             spec.n_hidden, max(2, spec.hidden_width * 2 // 3))
+        elif spec.n_hidden > 0:
+            spec = ModelSpec(w, h, c, spec.n_levels, spec.first_level, spec.n_fourier,
+                             spec.n_hidden - 1, spec.hidden_width)
+        else:
+            break
+    log.info("model: %s", spec)
+
+    tr = Trainer(spec, img, seed)
+    lam = _initial_lambda(nbytes * 8.0 / (h * w))
+    target_bytes = FILL_TARGET * nbytes
+    n_hard = int(round(cfg.ste_fraction * n_steps))
+    history = []
+    check_every = 25
+    for it in range(n_steps):
+        frac = it / max(1, n_steps)
+        # Cosine decay to 5% of the peak learning rate.
+        decay = 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac))
+        hard = it >= n_steps - n_hard
+        sel = tr.sample(cfg.sample_fraction)
+        mse, bits = tr.step(sel, lam, hard, 2e-2 * decay, 1e-2 * decay)
+        if spec.n_latents and it % check_every == check_every - 1 and it < n_steps - n_hard // 2:
+            ws, bs = _default_steps(spec, tr.theta)
+            q, _ = _quantize_theta(spec, tr.theta, ws, bs)
+            size = len(_file(spec, q, ws, bs, np.floor(tr.lat + 0.5).astype(np.int64), metadata))
+            # Multiplicative controller on lambda, gentle and bounded.
+            ratio = size / target_bytes
+            gain = 0.6 if it < n_steps // 2 else 0.3
+            lam *= float(np.clip(ratio, 0.7, 1.4)) ** gain
+            history.append((it + 1, mse, size, lam))
+            if progress is not None:
+                progress(it + 1, n_steps, {"psnr": 10 * math.log10(1 / max(mse, 1e-12)),
+                                           "bytes": size, "lambda": lam})
+    ws, bs = _quantize_weights(spec, tr.theta, tr.lat, img, lam, metadata)
+    data, latq, ws, bs = _fit(spec, tr.theta, tr.lat, ws, bs, nbytes, metadata)
+    out = decode(data)
+    psnr = _psnr(out.reshape(img.shape), img)
+    stats = EncodeStats(len(data), nbytes, len(data) * 8.0 / (h * w), psnr,
+                        time.perf_counter() - t0, spec, lam, n_steps, history)
+    log.info("encoded %d bytes (budget %d), %.4f bpp, %.2f dB, %.1f s",
+             stats.bytes, nbytes, stats.bpp, psnr, stats.seconds)
+    return data, stats

@@ -1,0 +1,458 @@
+"""Integer-only entropy coding of the quantized parameters.
+
+The payload is one binary adaptive range coder stream (the LZMA coder, with
+15-bit probabilities adapted at two rates, as in AV1 and VVC). Every signed
+integer is binarized (zero flag, sign, unary magnitude bins, then an
+exp-Golomb escape in bypass bits) and each bin is coded with a context-chosen
+adaptive probability. Everything is integer arithmetic, so encoder and decoder
+compute identical probabilities on every machine.
+
+Order of the stream (``spec/decoding.md`` section "Entropy decoding"):
+
+1. the network parameters, layer by layer, weights then biases;
+2. the latent grids, coarsest first, each in raster order. A latent's
+   contexts use its causal neighbours (left, top-left, top, top-right) and its
+   parent, the co-located value of the next coarser grid.
+
+Public entry points: :func:`encode_payload` and :func:`decode_payload`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import njit
+
+PROB_BITS = 15
+PROB_ONE = 1 << PROB_BITS
+RATE_FAST = 4
+RATE_SLOW = 7
+TOP = 1 << 24
+
+# Binarization of network parameters: one zero flag, WEIGHT_UNARY magnitude
+# bins, exp-Golomb escape.
+WEIGHT_UNARY = 8
+WCTX = 1 + WEIGHT_UNARY
+# Binarization of latents.
+LAT_UNARY = 14
+L_ZERO = 0  # 8 contexts: 4 neighbourhood classes x parent nonzero
+L_SIGN = 8  # 9 contexts: sign(left) x sign(top)
+L_MAG = 17  # LAT_UNARY bins x 3 neighbourhood classes
+LCTX = L_MAG + LAT_UNARY * 3
+#: Longest exp-Golomb prefix the decoder accepts (values up to 2**24).
+EG_MAX_PREFIX = 24
+
+OK = 0
+ERR_OVERFLOW = 1  # a value's escape code is longer than EG_MAX_PREFIX
+
+
+# ---------------------------------------------------------------------------
+# Range coder primitives. Encoder state ``st``: int64[5] =
+# (low, range, cache, cache_size, out_pos). Decoder state: int64[3] =
+# (code, range, in_pos).
+
+
+@njit
+def _enc_init(st):
+    st[0] = 0
+    st[1] = 0xFFFFFFFF
+    st[2] = 0
+    st[3] = 1
+    st[4] = 0
+
+
+@njit
+def _shift_low(st, out):
+    low = st[0]
+    if low < 0xFF000000 or low >= 0x100000000:
+        carry = low >> 32
+        temp = st[2]
+        while True:
+            out[st[4]] = (temp + carry) & 0xFF
+            st[4] += 1
+            temp = 0xFF
+            st[3] -= 1
+            if st[3] == 0:
+                break
+        st[2] = (low >> 24) & 0xFF
+    st[3] += 1
+    st[0] = (low & 0x00FFFFFF) << 8
+
+
+@njit
+def _enc_bit(st, out, probs, ctx, bit):
+    p0 = (probs[ctx, 0] + probs[ctx, 1]) >> 1
+    bound = (st[1] >> PROB_BITS) * p0
+    if bit == 0:
+        st[1] = bound
+        probs[ctx, 0] += (PROB_ONE - probs[ctx, 0]) >> RATE_FAST
+        probs[ctx, 1] += (PROB_ONE - probs[ctx, 1]) >> RATE_SLOW
+    else:
+        st[0] += bound
+        st[1] -= bound
+        probs[ctx, 0] -= probs[ctx, 0] >> RATE_FAST
+        probs[ctx, 1] -= probs[ctx, 1] >> RATE_SLOW
+    while st[1] < TOP:
+        st[1] <<= 8
+        _shift_low(st, out)
+
+
+@njit
+def _enc_bypass(st, out, bit):
+    half = st[1] >> 1
+    if bit == 0:
+        st[1] = half
+    else:
+        st[0] += half
+        st[1] -= half
+    while st[1] < TOP:
+        st[1] <<= 8
+        _shift_low(st, out)
+
+
+@njit
+def _enc_flush(st, out):
+    for _ in range(5):
+        _shift_low(st, out)
+
+
+@njit
+def _dec_byte(st, data):
+    pos = st[2]
+    st[2] = pos + 1
+    if pos < data.shape[0]:
+        return np.int64(data[pos])
+    return np.int64(0)
+
+
+@njit
+def _dec_init(st, data):
+    # The encoder's first byte is always zero and is not stored.
+    st[0] = 0
+    st[1] = 0xFFFFFFFF
+    st[2] = 0
+    for _ in range(4):
+        st[0] = (st[0] << 8) | _dec_byte(st, data)
+
+
+@njit
+def _dec_bit(st, data, probs, ctx):
+    p0 = (probs[ctx, 0] + probs[ctx, 1]) >> 1
+    bound = (st[1] >> PROB_BITS) * p0
+    if st[0] < bound:
+        st[1] = bound
+        probs[ctx, 0] += (PROB_ONE - probs[ctx, 0]) >> RATE_FAST
+        probs[ctx, 1] += (PROB_ONE - probs[ctx, 1]) >> RATE_SLOW
+        bit = 0
+    else:
+        st[0] -= bound
+        st[1] -= bound
+        probs[ctx, 0] -= probs[ctx, 0] >> RATE_FAST
+        probs[ctx, 1] -= probs[ctx, 1] >> RATE_SLOW
+        bit = 1
+    while st[1] < TOP:
+        st[1] <<= 8
+        st[0] = ((st[0] << 8) | _dec_byte(st, data)) & 0xFFFFFFFF
+    return bit
+
+
+@njit
+def _dec_bypass(st, data):
+    half = st[1] >> 1
+    if st[0] < half:
+        st[1] = half
+        bit = 0
+    else:
+        st[0] -= half
+        st[1] -= half
+        bit = 1
+    while st[1] < TOP:
+        st[1] <<= 8
+        st[0] = ((st[0] << 8) | _dec_byte(st, data)) & 0xFFFFFFFF
+    return bit
+
+
+# ---------------------------------------------------------------------------
+# Exp-Golomb (order 0) escape in bypass bits.
+
+
+@njit
+def _enc_eg0(st, out, v):
+    v1 = v + 1
+    nbits = 0
+    t = v1
+    while t > 1:
+        t >>= 1
+        nbits += 1
+    for _ in range(nbits):
+        _enc_bypass(st, out, 1)
+    _enc_bypass(st, out, 0)
+    for i in range(nbits - 1, -1, -1):
+        _enc_bypass(st, out, (v1 >> i) & 1)
+
+
+@njit
+def _dec_eg0(st, data):
+    nbits = 0
+    while _dec_bypass(st, data) == 1:
+        nbits += 1
+        if nbits > EG_MAX_PREFIX:
+            return -1
+    v1 = 1
+    for _ in range(nbits):
+        v1 = (v1 << 1) | _dec_bypass(st, data)
+    return v1 - 1
+
+
+# ---------------------------------------------------------------------------
+# Contexts.
+
+
+@njit
+def _clamp3(v):
+    a = abs(v)
+    return a if a < 3 else 3
+
+
+@njit
+def _neigh(q, i, j, hk, wk):
+    """Return (activity, sign_ctx) of latent (i, j) from causal neighbours."""
+    a = q[i, j - 1] if j > 0 else 0
+    b = q[i - 1, j] if i > 0 else 0
+    c = q[i - 1, j - 1] if (i > 0 and j > 0) else 0
+    d = q[i - 1, j + 1] if (i > 0 and j + 1 < wk) else 0
+    s = 2 * _clamp3(a) + 2 * _clamp3(b) + _clamp3(c) + _clamp3(d)
+    sa = 0 if a == 0 else (1 if a > 0 else 2)
+    sb = 0 if b == 0 else (1 if b > 0 else 2)
+    return s, sa * 3 + sb
+
+
+@njit
+def _zero_class(s):
+    if s == 0:
+        return 0
+    if s <= 2:
+        return 1
+    if s <= 5:
+        return 2
+    return 3
+
+
+@njit
+def _mag_class(s):
+    if s == 0:
+        return 0
+    if s <= 4:
+        return 1
+    return 2
+
+
+# ---------------------------------------------------------------------------
+# Payload kernels.
+
+
+@njit
+def _code_weights_enc(st, out, probs, wq, group_ends):
+    start = 0
+    for g in range(group_ends.shape[0]):
+        base = g * WCTX
+        for n in range(start, group_ends[g]):
+            v = wq[n]
+            if v == 0:
+                _enc_bit(st, out, probs, base, 0)
+                continue
+            _enc_bit(st, out, probs, base, 1)
+            _enc_bypass(st, out, 1 if v < 0 else 0)
+            m = abs(v)
+            k = 1
+            while k <= WEIGHT_UNARY:
+                more = 1 if m > k else 0
+                _enc_bit(st, out, probs, base + k, more)
+                if more == 0:
+                    break
+                k += 1
+            if m > WEIGHT_UNARY:
+                _enc_eg0(st, out, m - WEIGHT_UNARY - 1)
+        start = group_ends[g]
+
+
+@njit
+def _code_weights_dec(st, data, probs, wq, group_ends):
+    start = 0
+    for g in range(group_ends.shape[0]):
+        base = g * WCTX
+        for n in range(start, group_ends[g]):
+            if _dec_bit(st, data, probs, base) == 0:
+                wq[n] = 0
+                continue
+            neg = _dec_bypass(st, data)
+            m = 1
+            while m <= WEIGHT_UNARY:
+                if _dec_bit(st, data, probs, base + m) == 0:
+                    break
+                m += 1
+            if m > WEIGHT_UNARY:
+                e = _dec_eg0(st, data)
+                if e < 0:
+                    return ERR_OVERFLOW
+                m = WEIGHT_UNARY + 1 + e
+            wq[n] = -m if neg else m
+        start = group_ends[g]
+    return OK
+
+
+@njit
+def _code_latents_enc(st, out, probs, lat, offsets, dims, ctx_base):
+    nlev = dims.shape[0]
+    for lev in range(nlev - 1, -1, -1):
+        hk = dims[lev, 0]
+        wk = dims[lev, 1]
+        q = lat[offsets[lev] : offsets[lev] + hk * wk].reshape((hk, wk))
+        has_parent = lev + 1 < nlev
+        if has_parent:
+            hp = dims[lev + 1, 0]
+            wp = dims[lev + 1, 1]
+            par = lat[offsets[lev + 1] : offsets[lev + 1] + hp * wp].reshape((hp, wp))
+        else:
+            par = q  # unused
+        base = ctx_base + lev * LCTX
+        for i in range(hk):
+            for j in range(wk):
+                s, sctx = _neigh(q, i, j, hk, wk)
+                pnz = 0
+                if has_parent and par[i >> 1, j >> 1] != 0:
+                    pnz = 1
+                v = q[i, j]
+                zc = base + L_ZERO + _zero_class(s) * 2 + pnz
+                if v == 0:
+                    _enc_bit(st, out, probs, zc, 0)
+                    continue
+                _enc_bit(st, out, probs, zc, 1)
+                _enc_bit(st, out, probs, base + L_SIGN + sctx, 1 if v < 0 else 0)
+                m = abs(v)
+                mc = _mag_class(s)
+                k = 1
+                while k <= LAT_UNARY:
+                    more = 1 if m > k else 0
+                    _enc_bit(st, out, probs, base + L_MAG + (k - 1) * 3 + mc, more)
+                    if more == 0:
+                        break
+                    k += 1
+                if m > LAT_UNARY:
+                    _enc_eg0(st, out, m - LAT_UNARY - 1)
+
+
+@njit
+def _code_latents_dec(st, data, probs, lat, offsets, dims, ctx_base):
+    nlev = dims.shape[0]
+    for lev in range(nlev - 1, -1, -1):
+        hk = dims[lev, 0]
+        wk = dims[lev, 1]
+        q = lat[offsets[lev] : offsets[lev] + hk * wk].reshape((hk, wk))
+        has_parent = lev + 1 < nlev
+        if has_parent:
+            hp = dims[lev + 1, 0]
+            wp = dims[lev + 1, 1]
+            par = lat[offsets[lev + 1] : offsets[lev + 1] + hp * wp].reshape((hp, wp))
+        else:
+            par = q
+        base = ctx_base + lev * LCTX
+        for i in range(hk):
+            for j in range(wk):
+                s, sctx = _neigh(q, i, j, hk, wk)
+                pnz = 0
+                if has_parent and par[i >> 1, j >> 1] != 0:
+                    pnz = 1
+                zc = base + L_ZERO + _zero_class(s) * 2 + pnz
+                if _dec_bit(st, data, probs, zc) == 0:
+                    q[i, j] = 0
+                    continue
+                neg = _dec_bit(st, data, probs, base + L_SIGN + sctx)
+                mc = _mag_class(s)
+                m = 1
+                while m <= LAT_UNARY:
+                    if _dec_bit(st, data, probs, base + L_MAG + (m - 1) * 3 + mc) == 0:
+                        break
+                    m += 1
+                if m > LAT_UNARY:
+                    e = _dec_eg0(st, data)
+                    if e < 0:
+                        return ERR_OVERFLOW
+                    m = LAT_UNARY + 1 + e
+                q[i, j] = -m if neg else m
+    return OK
+
+
+@njit
+def _encode_all(wq, group_ends, lat, offsets, dims, out):
+    nctx = group_ends.shape[0] * WCTX + dims.shape[0] * LCTX
+    probs = np.full((max(nctx, 1), 2), PROB_ONE // 2, dtype=np.int64)
+    st = np.zeros(5, dtype=np.int64)
+    _enc_init(st)
+    _code_weights_enc(st, out, probs, wq, group_ends)
+    _code_latents_enc(st, out, probs, lat, offsets, dims, group_ends.shape[0] * WCTX)
+    _enc_flush(st, out)
+    return st[4]
+
+
+@njit
+def _decode_all(data, wq, group_ends, lat, offsets, dims):
+    nctx = group_ends.shape[0] * WCTX + dims.shape[0] * LCTX
+    probs = np.full((max(nctx, 1), 2), PROB_ONE // 2, dtype=np.int64)
+    st = np.zeros(3, dtype=np.int64)
+    _dec_init(st, data)
+    err = _code_weights_dec(st, data, probs, wq, group_ends)
+    if err != OK:
+        return err, st[2]
+    err = _code_latents_dec(st, data, probs, lat, offsets, dims, group_ends.shape[0] * WCTX)
+    return err, st[2]
+
+
+def _layout(dims):
+    dims = np.asarray(dims, dtype=np.int64).reshape(-1, 2)
+    sizes = dims[:, 0] * dims[:, 1]
+    offsets = np.zeros(len(dims) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    return dims, offsets
+
+
+def encode_payload(wq: np.ndarray, group_sizes, lat: np.ndarray, dims) -> bytes:
+    """Range-code quantized parameters and latents.
+
+    Args:
+        wq: int64[P], all quantized network parameters, group after group.
+        group_sizes: length of each parameter group (a layer's weights, then
+            its biases, layer after layer).
+        lat: int64[N], all latent grids, finest level first, each raster order.
+        dims: (L, 2) grid heights and widths, finest first.
+    Returns:
+        The coded bytes (leading zero byte and trailing zero bytes stripped).
+    """
+    wq = np.ascontiguousarray(wq, dtype=np.int64)
+    lat = np.ascontiguousarray(lat, dtype=np.int64)
+    group_ends = np.cumsum(np.asarray(group_sizes, dtype=np.int64)).astype(np.int64)
+    dims, offsets = _layout(dims)
+    # Each binary decision costs at most PROB_BITS bits; escapes < 64 bits.
+    nsym = wq.size * (WEIGHT_UNARY + 3) + lat.size * (LAT_UNARY + 3)
+    cap = 64 + (nsym * PROB_BITS) // 8 + 16 * (wq.size + lat.size)
+    out = np.zeros(cap, dtype=np.uint8)
+    n = _encode_all(wq, group_ends, lat, offsets, dims, out)
+    body = out[1:n].tobytes()  # the first byte is always 0
+    return body.rstrip(b"\x00")
+
+
+def decode_payload(data: bytes, group_sizes, dims):
+    """Inverse of :func:`encode_payload`. Returns ``(wq, lat, err, consumed)``.
+
+    ``err`` is nonzero when the stream holds an impossible value (a corrupted
+    file); ``consumed`` is how many bytes the decoder read (it may exceed
+    ``len(data)``: missing bytes read as zero, which is how the encoder's
+    stripped trailing zeros come back).
+    """
+    buf = np.frombuffer(data, dtype=np.uint8)
+    group_ends = np.cumsum(np.asarray(group_sizes, dtype=np.int64)).astype(np.int64)
+    dims, offsets = _layout(dims)
+    wq = np.zeros(int(group_ends[-1]) if len(group_ends) else 0, dtype=np.int64)
+    lat = np.zeros(int(offsets[-1]), dtype=np.int64)
+    err, consumed = _decode_all(buf, wq, group_ends, lat, offsets, dims)
+    return wq, lat, int(err), int(consumed)

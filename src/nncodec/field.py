@@ -1,0 +1,292 @@
+"""The continuous image field and its rendering (decoder side).
+
+A coded image is a function ``f(u, v) -> colour`` on the continuous frame
+``[0, W] x [0, H]`` (units of coded pixels, origin at the top-left corner of
+the top-left pixel). It is built from:
+
+1. ``L`` latent grids; grid ``l`` has ``ceil(H / 2**k) x ceil(W / 2**k)``
+   cells with ``k = first_level + l``, the centre of cell ``(i, j)`` sitting at
+   ``((j + 0.5) * 2**k, (i + 0.5) * 2**k)``. Each grid is sampled with the
+   uniform cubic B-spline (C2-continuous, positive weights) and the clamped
+   ("replicate") edge rule;
+2. optional Fourier features ``sin/cos(pi * 2**m * u / W)`` (same for ``v``);
+3. a pointwise MLP (ReLU hidden layers, linear output) mapping the features to
+   YCoCg colour (or grey) in ``[0, 1]`` units, converted to RGB.
+
+Rendering samples the field at the centres of the output pixels; when the
+output is smaller than the coded image each output pixel averages an
+``sy x sx`` grid of samples over its footprint (no aliasing).
+
+The exact equations are normative and written out in ``spec/decoding.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._jit import njit, pjit, prange
+
+KERNEL_BSPLINE = 0
+ACT_RELU = 0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture of one coded image; everything the header carries."""
+
+    width: int
+    height: int
+    channels: int  # 1 (grey) or 3 (colour, YCoCg)
+    n_levels: int  # number of latent grids, 0..7
+    first_level: int  # grid l has downsampling factor 2**(first_level + l)
+    n_fourier: int  # Fourier frequencies per axis, 0..15
+    n_hidden: int  # hidden layers, 0..3
+    hidden_width: int  # units per hidden layer, 1..64
+    kernel: int = KERNEL_BSPLINE
+    activation: int = ACT_RELU
+
+    @property
+    def n_inputs(self) -> int:
+        return self.n_levels + 4 * self.n_fourier
+
+    def level_dims(self) -> list[tuple[int, int]]:
+        """Return ``(rows, cols)`` of each latent grid, finest first."""
+        out = []
+        for lev in range(self.n_levels):
+            f = 1 << (self.first_level + lev)
+            out.append((-(-self.height // f), -(-self.width // f)))
+        return out
+
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """Return ``(out, in)`` of each linear layer."""
+        dims = [self.n_inputs] + [self.hidden_width] * self.n_hidden + [self.channels]
+        return [(dims[i + 1], dims[i]) for i in range(len(dims) - 1)]
+
+    def group_sizes(self) -> list[int]:
+        """Sizes of the parameter groups: each layer's weights, then biases."""
+        out = []
+        for o, i in self.layer_shapes():
+            out += [o * i, o]
+        return out
+
+    @property
+    def n_params(self) -> int:
+        return sum(self.group_sizes())
+
+    @property
+    def n_latents(self) -> int:
+        return sum(h * w for h, w in self.level_dims())
+
+
+# ---------------------------------------------------------------------------
+# Sampling positions and interpolation taps.
+
+
+def axis_taps(n_out: int, n_coded: int, level: int, grid_len: int, sub: int = 1):
+    """Cubic B-spline taps of one grid along one axis.
+
+    Sample ``s`` (of ``n_out * sub``) lies at ``u = (s + 0.5) * n_coded /
+    (n_out * sub)`` coded pixels. Returns ``(idx int32[n, 4], w float32[n, 4])``.
+    """
+    n = n_out * sub
+    u = (np.arange(n, dtype=np.float64) + 0.5) * (n_coded / n)
+    g = u / float(1 << level) - 0.5
+    i0 = np.floor(g)
+    t = g - i0
+    t2 = t * t
+    t3 = t2 * t
+    w = np.empty((n, 4), dtype=np.float64)
+    w[:, 0] = (1.0 - t) ** 3 / 6.0
+    w[:, 1] = (3.0 * t3 - 6.0 * t2 + 4.0) / 6.0
+    w[:, 2] = (-3.0 * t3 + 3.0 * t2 + 3.0 * t + 1.0) / 6.0
+    w[:, 3] = t3 / 6.0
+    idx = i0[:, None].astype(np.int64) + np.arange(-1, 3)[None, :]
+    np.clip(idx, 0, grid_len - 1, out=idx)
+    return idx.astype(np.int32), w.astype(np.float32)
+
+
+def fourier_table(n_out: int, n_coded: int, n_freq: int, sub: int = 1) -> np.ndarray:
+    """Return float32[n, 2 * n_freq]: sin, cos of ``pi * 2**m * u / n_coded``."""
+    n = n_out * sub
+    t = (np.arange(n, dtype=np.float64) + 0.5) / n  # u / n_coded
+    out = np.empty((n, 2 * max(n_freq, 0)), dtype=np.float64)
+    for m in range(n_freq):
+        a = math.pi * (1 << m) * t
+        out[:, 2 * m] = np.sin(a)
+        out[:, 2 * m + 1] = np.cos(a)
+    return out.astype(np.float32)
+
+
+@dataclass
+class Taps:
+    """Interpolation taps and Fourier tables for one sampling grid."""
+
+    ri: np.ndarray  # int32[L, rows, 4]
+    rw: np.ndarray  # float32[L, rows, 4]
+    ci: np.ndarray  # int32[L, cols, 4]
+    cw: np.ndarray  # float32[L, cols, 4]
+    fr: np.ndarray  # float32[rows, 2M]
+    fc: np.ndarray  # float32[cols, 2M]
+
+
+def make_taps(spec: ModelSpec, out_w: int, out_h: int, sx: int = 1, sy: int = 1) -> Taps:
+    """Build taps for rendering ``out_w x out_h`` with ``sx x sy`` supersampling."""
+    L = spec.n_levels
+    rows, cols = out_h * sy, out_w * sx
+    ri = np.zeros((L, rows, 4), np.int32)
+    rw = np.zeros((L, rows, 4), np.float32)
+    ci = np.zeros((L, cols, 4), np.int32)
+    cw = np.zeros((L, cols, 4), np.float32)
+    for lev, (hk, wk) in enumerate(spec.level_dims()):
+        k = spec.first_level + lev
+        ri[lev], rw[lev] = axis_taps(out_h, spec.height, k, hk, sy)
+        ci[lev], cw[lev] = axis_taps(out_w, spec.width, k, wk, sx)
+    fr = fourier_table(out_h, spec.height, spec.n_fourier, sy)
+    fc = fourier_table(out_w, spec.width, spec.n_fourier, sx)
+    return Taps(ri, rw, ci, cw, fr, fc)
+
+
+def layer_table(spec: ModelSpec) -> np.ndarray:
+    """Return int64[n_layers, 2] of (out, in) for the kernels."""
+    return np.asarray(spec.layer_shapes(), dtype=np.int64).reshape(-1, 2)
+
+
+def level_table(spec: ModelSpec):
+    """Return ``(offsets int64[L+1], dims int64[L, 2])`` of the flat latents."""
+    dims = np.asarray(spec.level_dims(), dtype=np.int64).reshape(-1, 2)
+    offsets = np.zeros(len(dims) + 1, dtype=np.int64)
+    np.cumsum(dims[:, 0] * dims[:, 1], out=offsets[1:])
+    return offsets, dims
+
+
+# ---------------------------------------------------------------------------
+# Kernels shared by rendering and training.
+
+
+@njit
+def _features(lat, offsets, dims, ri, rw, ci, cw, fr, fc, r, c, x):
+    """Write the feature vector of sample (row r, col c) into ``x``."""
+    L = dims.shape[0]
+    for lev in range(L):
+        off = offsets[lev]
+        wk = dims[lev, 1]
+        v = 0.0
+        for a in range(4):
+            base = off + ri[lev, r, a] * wk
+            s = 0.0
+            for b in range(4):
+                s += cw[lev, c, b] * lat[base + ci[lev, c, b]]
+            v += rw[lev, r, a] * s
+        x[lev] = v
+    m2 = fr.shape[1]
+    for m in range(m2):
+        x[L + m] = fc[c, m]
+        x[L + m2 + m] = fr[r, m]
+
+
+@njit
+def _mlp_forward(theta, layers, h, z):
+    """Run the MLP on ``h[0, :in]``.
+
+    ``h[k]`` receives layer k's input (post-activation), ``z[k]`` its
+    pre-activation output; the network output is ``z[n_layers - 1]``.
+    Hidden layers use ReLU; the last layer is linear.
+    """
+    nl = layers.shape[0]
+    p = 0
+    for k in range(nl):
+        no = layers[k, 0]
+        ni = layers[k, 1]
+        wb = p
+        bb = p + no * ni
+        for o in range(no):
+            acc = theta[bb + o]
+            row = wb + o * ni
+            for i in range(ni):
+                acc += theta[row + i] * h[k, i]
+            z[k, o] = acc
+            if k + 1 < nl:
+                h[k + 1, o] = acc if acc > 0.0 else 0.0
+        p = bb + no
+
+
+@njit
+def _to_rgb(y, channels, out):
+    """YCoCg (or grey) in [0,1] units to RGB, unclipped."""
+    if channels == 1:
+        out[0] = y[0]
+    else:
+        Y = y[0]
+        Co = y[1]
+        Cg = y[2]
+        out[0] = Y + Co - Cg
+        out[1] = Y + Cg
+        out[2] = Y - Co - Cg
+
+
+@pjit
+def _render(lat, offsets, dims, ri, rw, ci, cw, fr, fc, theta, layers, channels, sy, sx, out):
+    """Render ``out`` (uint8[H', W', C]) from supersampled taps.
+
+    Output pixel (i, j) averages the colours of samples (i*sy + a, j*sx + b).
+    """
+    H = out.shape[0]
+    W = out.shape[1]
+    nl = layers.shape[0]
+    maxw = 1
+    for k in range(nl):
+        maxw = max(maxw, layers[k, 0], layers[k, 1])
+    inv = 1.0 / (sy * sx)
+    for i in prange(H):
+        h = np.zeros((nl + 1, maxw))
+        z = np.zeros((nl, maxw))
+        rgb = np.zeros(3)
+        acc = np.zeros(3)
+        for j in range(W):
+            for ch in range(channels):
+                acc[ch] = 0.0
+            for a in range(sy):
+                for b in range(sx):
+                    _features(lat, offsets, dims, ri, rw, ci, cw, fr, fc, i * sy + a, j * sx + b, h[0])
+                    _mlp_forward(theta, layers, h, z)
+                    _to_rgb(z[nl - 1], channels, rgb)
+                    for ch in range(channels):
+                        acc[ch] += rgb[ch]
+            for ch in range(channels):
+                v = acc[ch] * inv
+                v = 0.0 if v < 0.0 else (1.0 if v > 1.0 else v)
+                out[i, j, ch] = np.uint8(math.floor(v * 255.0 + 0.5))
+
+
+def supersampling(spec: ModelSpec, out_w: int, out_h: int) -> tuple[int, int]:
+    """Samples per output pixel along x and y: ``ceil(coded / out)``, at least 1."""
+    sx = max(1, -(-spec.width // out_w))
+    sy = max(1, -(-spec.height // out_h))
+    return sx, sy
+
+
+def render(spec: ModelSpec, theta: np.ndarray, lat: np.ndarray, out_w: int, out_h: int,
+           band_rows: int = 256) -> np.ndarray:
+    """Render the field at ``out_w x out_h``; returns uint8[H, W, C].
+
+    Rows are rendered in bands so that temporary memory (the taps) stays
+    proportional to the band, not to the output.
+    """
+    sx, sy = supersampling(spec, out_w, out_h)
+    out = np.empty((out_h, out_w, spec.channels), dtype=np.uint8)
+    offsets, dims = level_table(spec)
+    layers = layer_table(spec)
+    theta = np.ascontiguousarray(theta, dtype=np.float32)
+    lat = np.ascontiguousarray(lat, dtype=np.float32)
+    full = make_taps(spec, out_w, out_h, sx, sy)
+    for r0 in range(0, out_h, band_rows):
+        r1 = min(out_h, r0 + band_rows)
+        s0, s1 = r0 * sy, r1 * sy
+        band = np.ascontiguousarray
+        _render(lat, offsets, dims, band(full.ri[:, s0:s1]), band(full.rw[:, s0:s1]), full.ci,
+                full.cw, band(full.fr[s0:s1]), full.fc, theta, layers, spec.channels, sy, sx,
+                out[r0:r1])
+    return out

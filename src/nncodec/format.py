@@ -1,0 +1,240 @@
+"""The ``.nni`` container: one field table drives packing, unpacking and ``info``.
+
+Layout (all normative; ``spec/nni-format.md`` mirrors this module and a test
+checks that the two agree)::
+
+    magic      4 bytes   89 4E 4E 49  ("\\x89NNI")
+    version    1 byte    FORMAT_VERSION
+    header     bit-packed fields of HEADER_FIELDS, MSB first, then for each
+               layer the fields of LAYER_FIELDS, zero-padded to a byte
+    metadata   only if has_metadata: LEB128 length, then that many bytes
+               (zstandard-compressed msgpack map)
+    payload    range-coder stream (entropy.py) up to the checksum
+    crc32      4 bytes, little-endian CRC-32 (ISO-HDLC, as zlib) of every
+               byte before it
+
+No floats on the wire: quantization steps are indices into ``STEP_TABLE``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from .errors import ChecksumError, FormatError, TruncatedError, VersionError
+from .field import ModelSpec
+
+MAGIC = b"\x89NNI"
+FORMAT_VERSION = 1
+CRC_BYTES = 4
+#: Largest coded image a decoder accepts (width * height).
+MAX_CODED_PIXELS = 1 << 26
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    bits: int
+    lo: int
+    hi: int
+    doc: str
+
+
+HEADER_FIELDS = (
+    Field("width_minus_1", 16, 0, 65535, "coded image width minus 1"),
+    Field("height_minus_1", 16, 0, 65535, "coded image height minus 1"),
+    Field("colour", 1, 0, 1, "0: grey, 1 channel; 1: colour, 3 channels (YCoCg)"),
+    Field("kernel", 2, 0, 0, "latent interpolation kernel; 0: cubic B-spline"),
+    Field("activation", 2, 0, 0, "hidden-layer activation; 0: ReLU"),
+    Field("n_levels", 3, 0, 7, "number of latent grids L"),
+    Field("first_level", 3, 0, 7, "grid l is downsampled by 2^(first_level + l)"),
+    Field("n_fourier", 4, 0, 15, "Fourier frequencies per axis M"),
+    Field("n_hidden", 2, 0, 3, "number of hidden layers"),
+    Field("hidden_width_minus_1", 6, 0, 63, "units per hidden layer minus 1"),
+    Field("has_metadata", 1, 0, 1, "1: a metadata section follows the header"),
+)
+
+#: Repeated once per linear layer (n_hidden + 1 times), first layer first.
+LAYER_FIELDS = (
+    Field("weight_step", 6, 0, 63, "weight quantization step index into STEP_TABLE"),
+    Field("bias_step", 6, 0, 63, "bias quantization step index into STEP_TABLE"),
+)
+
+#: Quantization step of index i: 2 ** (-i / 4).
+STEP_TABLE = tuple(2.0 ** (-i / 4.0) for i in range(64))
+
+
+def header_bits(n_layers: int) -> int:
+    return sum(f.bits for f in HEADER_FIELDS) + n_layers * sum(f.bits for f in LAYER_FIELDS)
+
+
+def header_bytes(n_layers: int) -> int:
+    """Bytes of magic, version and header for a model with ``n_layers`` layers."""
+    return len(MAGIC) + 1 + (header_bits(n_layers) + 7) // 8
+
+
+@dataclass
+class Container:
+    """A parsed ``.nni`` file."""
+
+    spec: ModelSpec
+    weight_steps: list[int]
+    bias_steps: list[int]
+    metadata: bytes
+    payload: bytes
+    fields: dict
+
+
+def spec_to_fields(spec: ModelSpec, has_metadata: bool) -> dict:
+    return {
+        "width_minus_1": spec.width - 1,
+        "height_minus_1": spec.height - 1,
+        "colour": 1 if spec.channels == 3 else 0,
+        "kernel": spec.kernel,
+        "activation": spec.activation,
+        "n_levels": spec.n_levels,
+        "first_level": spec.first_level,
+        "n_fourier": spec.n_fourier,
+        "n_hidden": spec.n_hidden,
+        "hidden_width_minus_1": spec.hidden_width - 1,
+        "has_metadata": int(has_metadata),
+    }
+
+
+def fields_to_spec(f: dict) -> ModelSpec:
+    return ModelSpec(
+        width=f["width_minus_1"] + 1,
+        height=f["height_minus_1"] + 1,
+        channels=3 if f["colour"] else 1,
+        n_levels=f["n_levels"],
+        first_level=f["first_level"],
+        n_fourier=f["n_fourier"],
+        n_hidden=f["n_hidden"],
+        hidden_width=f["hidden_width_minus_1"] + 1,
+        kernel=f["kernel"],
+        activation=f["activation"],
+    )
+
+
+def _check(field: Field, value: int, label: str) -> None:
+    if not field.lo <= value <= field.hi:
+        raise FormatError(
+            f"header field {label} = {value} is outside the allowed range {field.lo}..{field.hi}")
+
+
+def _leb128(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def pack(spec: ModelSpec, weight_steps, bias_steps, payload: bytes, metadata: bytes = b"") -> bytes:
+    """Assemble a complete ``.nni`` file."""
+    n_layers = spec.n_hidden + 1
+    if len(weight_steps) != n_layers or len(bias_steps) != n_layers:
+        raise ValueError("one weight and one bias step per layer are required")
+    values = [(f, spec_to_fields(spec, bool(metadata))[f.name], f.name) for f in HEADER_FIELDS]
+    for k in range(n_layers):
+        values.append((LAYER_FIELDS[0], int(weight_steps[k]), f"weight_step[{k}]"))
+        values.append((LAYER_FIELDS[1], int(bias_steps[k]), f"bias_step[{k}]"))
+    acc = 0
+    nbits = 0
+    for field, v, label in values:
+        _check(field, v, label)
+        acc = (acc << field.bits) | v
+        nbits += field.bits
+    pad = (-nbits) % 8
+    head = (acc << pad).to_bytes((nbits + pad) // 8, "big")
+    body = MAGIC + bytes([FORMAT_VERSION]) + head
+    if metadata:
+        body += _leb128(len(metadata)) + metadata
+    body += payload
+    return body + zlib.crc32(body).to_bytes(CRC_BYTES, "little")
+
+
+class _BitReader:
+    def __init__(self, data: bytes, start: int):
+        self.data = data
+        self.pos = start * 8
+
+    def read(self, n: int) -> int:
+        end = self.pos + n
+        if end > len(self.data) * 8:
+            raise TruncatedError("file ends inside the header")
+        first, last = self.pos // 8, (end + 7) // 8
+        chunk = int.from_bytes(self.data[first:last], "big")
+        chunk >>= (last * 8 - end)
+        self.pos = end
+        return chunk & ((1 << n) - 1)
+
+
+def unpack(data: bytes) -> Container:
+    """Parse and validate a ``.nni`` file (no entropy decoding)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise FormatError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC[: len(data)]:
+        raise FormatError("not an .nni file (bad magic bytes)")
+    if len(data) < len(MAGIC) + 1 + CRC_BYTES:
+        raise TruncatedError(f"file is truncated ({len(data)} bytes)")
+    version = data[len(MAGIC)]
+    if version != FORMAT_VERSION:
+        if version > FORMAT_VERSION:
+            raise VersionError(
+                f"file needs an nncodec decoder for format version {version}; "
+                f"this one reads version {FORMAT_VERSION}")
+        raise VersionError(f"unknown format version {version}")
+    body, crc = data[:-CRC_BYTES], int.from_bytes(data[-CRC_BYTES:], "little")
+    if zlib.crc32(body) != crc:
+        raise ChecksumError("checksum mismatch: the file is corrupted or truncated")
+    reader = _BitReader(body, len(MAGIC) + 1)
+    fields = {}
+    for f in HEADER_FIELDS:
+        fields[f.name] = v = reader.read(f.bits)
+        _check(f, v, f.name)
+    n_layers = fields["n_hidden"] + 1
+    wsteps, bsteps = [], []
+    for k in range(n_layers):
+        wsteps.append(reader.read(LAYER_FIELDS[0].bits))
+        bsteps.append(reader.read(LAYER_FIELDS[1].bits))
+        fields[f"weight_step[{k}]"] = wsteps[-1]
+        fields[f"bias_step[{k}]"] = bsteps[-1]
+    pad = (-reader.pos) % 8
+    if reader.read(pad) if pad else 0:
+        raise FormatError("header padding bits are not zero")
+    spec = fields_to_spec(fields)
+    if spec.first_level + spec.n_levels > 8:
+        raise FormatError(
+            f"header fields first_level + n_levels = {spec.first_level + spec.n_levels} "
+            "exceed 8")
+    if spec.width * spec.height > MAX_CODED_PIXELS:
+        raise FormatError(
+            f"coded size {spec.width}x{spec.height} exceeds the decoder limit of "
+            f"{MAX_CODED_PIXELS} pixels")
+    pos = reader.pos // 8
+    metadata = b""
+    if fields["has_metadata"]:
+        length, shift = 0, 0
+        while True:
+            if pos >= len(body):
+                raise TruncatedError("file ends inside the metadata length")
+            b = body[pos]
+            pos += 1
+            length |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+            if shift > 35:
+                raise FormatError("metadata length field is too long")
+        if pos + length > len(body):
+            raise TruncatedError(
+                f"metadata section declares {length} bytes but only {len(body) - pos} remain")
+        metadata = body[pos: pos + length]
+        pos += length
+        fields["metadata_bytes"] = length
+    fields["payload_bytes"] = len(body) - pos
+    return Container(spec, wsteps, bsteps, metadata, body[pos:], fields)

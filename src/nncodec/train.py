@@ -1,0 +1,233 @@
+"""Training kernels (encoder side): forward, backward, rate proxy, Adam.
+
+Shapes and dtypes:
+    lat      float32[N]       all latent grids, flat, finest level first
+    theta    float32[P]       MLP parameters, layer by layer, weights (out, in)
+                              row-major then biases
+    target   float32[H*W, C]  image in [0, 1]
+    sel      int64[n]         indices (y * W + x) of the pixels of this step
+
+Parallelism: :func:`_mlp_grad` runs over fixed tiles of ``TILE`` pixels, each
+with its own gradient row, summed in tile order; the latent gradient is a
+gather (each output cell sums its own contributions in a fixed order). Results
+do not depend on the number of threads.
+
+The rate proxy is the Laplace model of Balle et al. (ICLR 2018) with additive
+uniform noise as quantization proxy, then straight-through rounding (as in
+COIN++ / Cool-chic); its scale depends on the same causal context class as
+the range coder's zero flag, so the proxy follows what the coder exploits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._jit import TILE, njit, pjit, prange
+from .entropy import _neigh, _zero_class
+from .field import _features, _mlp_forward, _to_rgb
+
+LN2 = math.log(2.0)
+N_RATE_CTX = 8
+
+
+@pjit
+def _mlp_grad(lat, offsets, dims, ri, rw, ci, cw, fr, fc, theta, layers, channels,
+              target, sel, width, gbuf, lbuf, dfeat):
+    """Forward and backward over the selected pixels.
+
+    Writes per-tile parameter gradients to ``gbuf[t]`` (float64[T, P]), per-tile
+    squared-error sums to ``lbuf[t]`` and the gradient of the loss
+    (sum of squared RGB errors / (n * C)) w.r.t. each grid feature to
+    ``dfeat[l, p]`` (float32[L, H*W]).
+    """
+    n = sel.shape[0]
+    ntiles = (n + TILE - 1) // TILE
+    nl = layers.shape[0]
+    L = dims.shape[0]
+    maxw = 1
+    for k in range(nl):
+        maxw = max(maxw, layers[k, 0], layers[k, 1])
+    scale = 2.0 / (n * channels)
+    for t in prange(ntiles):
+        h = np.zeros((nl + 1, maxw))
+        z = np.zeros((nl, maxw))
+        dz = np.zeros(maxw)
+        dh = np.zeros(maxw)
+        rgb = np.zeros(3)
+        g = gbuf[t]
+        loss = 0.0
+        for s in range(t * TILE, min(n, (t + 1) * TILE)):
+            p = sel[s]
+            r = p // width
+            c = p - r * width
+            _features(lat, offsets, dims, ri, rw, ci, cw, fr, fc, r, c, h[0])
+            _mlp_forward(theta, layers, h, z)
+            _to_rgb(z[nl - 1], channels, rgb)
+            # d loss / d output (YCoCg): transpose of the colour transform.
+            if channels == 1:
+                e = rgb[0] - target[p, 0]
+                loss += e * e
+                dz[0] = scale * e
+            else:
+                e0 = rgb[0] - target[p, 0]
+                e1 = rgb[1] - target[p, 1]
+                e2 = rgb[2] - target[p, 2]
+                loss += e0 * e0 + e1 * e1 + e2 * e2
+                dz[0] = scale * (e0 + e1 + e2)
+                dz[1] = scale * (e0 - e2)
+                dz[2] = scale * (-e0 + e1 - e2)
+            # Backward through the layers, last to first.
+            pend = theta.shape[0]
+            for k in range(nl - 1, -1, -1):
+                no = layers[k, 0]
+                ni = layers[k, 1]
+                bb = pend - no
+                wb = bb - no * ni
+                for i in range(ni):
+                    dh[i] = 0.0
+                for o in range(no):
+                    d = dz[o]
+                    if d != 0.0:
+                        g[bb + o] += d
+                        row = wb + o * ni
+                        for i in range(ni):
+                            g[row + i] += d * h[k, i]
+                            dh[i] += d * theta[row + i]
+                if k > 0:
+                    for i in range(ni):
+                        dz[i] = dh[i] if z[k - 1, i] > 0.0 else 0.0
+                pend = wb
+            for lev in range(L):
+                dfeat[lev, p] = dh[lev]
+        lbuf[t] = loss
+
+
+@pjit
+def _grid_grad_rows(dfeat_l, ci, cw, width, wk, tmp):
+    """tmp[y, b] = sum_x cw[x, t] * dfeat[y, x] over x with ci[x, t] == b."""
+    H = tmp.shape[0]
+    for y in prange(H):
+        for b in range(wk):
+            tmp[y, b] = 0.0
+        base = y * width
+        for x in range(width):
+            d = dfeat_l[base + x]
+            if d != 0.0:
+                for t in range(4):
+                    tmp[y, ci[x, t]] += cw[x, t] * d
+
+
+@pjit
+def _grid_grad_cols(tmp, ri, rw, hk, out):
+    """out[a, b] = sum_y rw[y, t] * tmp[y, b] over y with ri[y, t] == a."""
+    H = tmp.shape[0]
+    wk = tmp.shape[1]
+    for b in prange(wk):
+        for a in range(hk):
+            out[a * wk + b] = 0.0
+        for y in range(H):
+            d = tmp[y, b]
+            if d != 0.0:
+                for t in range(4):
+                    out[ri[y, t] * wk + b] += rw[y, t] * d
+
+
+def latent_grad(dfeat, taps, offsets, dims, width, out):
+    """Back-project per-pixel feature gradients onto the grids (into ``out``)."""
+    height = dfeat.shape[1] // width
+    for lev in range(dims.shape[0]):
+        hk, wk = int(dims[lev, 0]), int(dims[lev, 1])
+        tmp = np.empty((height, wk), dtype=np.float64)
+        _grid_grad_rows(dfeat[lev], taps.ci[lev], taps.cw[lev], width, wk, tmp)
+        _grid_grad_cols(tmp, taps.ri[lev], taps.rw[lev], hk, out[offsets[lev]:offsets[lev + 1]])
+
+
+@njit
+def _laplace_bits(y, b):
+    """Bits of the integer interval around ``y`` under Laplace(0, b).
+
+    Returns (bits, d bits / d y, d bits / d log b).
+    """
+    ay = abs(y)
+    if ay >= 0.5:
+        e1 = math.exp(-1.0 / b)
+        bits = (ay - 0.5) / (b * LN2) - math.log2(0.5 * (1.0 - e1))
+        dy = (1.0 if y > 0 else -1.0) / (b * LN2)
+        db = -(ay - 0.5) / (b * b * LN2) - (e1 / (b * b)) / ((1.0 - e1) * LN2)
+        return bits, dy, db * b
+    ea = math.exp(-(0.5 + y) / b)
+    eb = math.exp(-(0.5 - y) / b)
+    P = 1.0 - 0.5 * ea - 0.5 * eb
+    if P < 1e-12:
+        P = 1e-12
+    bits = -math.log2(P)
+    dPdy = 0.5 / b * ea - 0.5 / b * eb
+    dPdb = -0.5 * ea * (0.5 + y) / (b * b) - 0.5 * eb * (0.5 - y) / (b * b)
+    return bits, -dPdy / (P * LN2), -dPdb / (P * LN2) * b
+
+
+@njit
+def _rate(yhat, offsets, dims, logb, glat, glogb, weight):
+    """Rate proxy over all latents; adds ``weight * d bits`` into the grads.
+
+    ``yhat`` float32[N] are the (noisy or rounded) latents. The context class
+    of each latent is computed from its rounded causal neighbours and parent,
+    as the coder does, and selects the Laplace scale ``exp(logb[l, class])``.
+    Returns total bits.
+    """
+    L = dims.shape[0]
+    total = 0.0
+    for lev in range(L - 1, -1, -1):
+        hk = dims[lev, 0]
+        wk = dims[lev, 1]
+        off = offsets[lev]
+        q = np.empty((hk, wk), dtype=np.int64)
+        for n in range(hk * wk):
+            q[n // wk, n % wk] = np.int64(math.floor(yhat[off + n] + 0.5))
+        has_parent = lev + 1 < L
+        pw = dims[lev + 1, 1] if has_parent else 1
+        poff = offsets[lev + 1] if has_parent else 0
+        for i in range(hk):
+            for j in range(wk):
+                s, sctx = _neigh(q, i, j, hk, wk)
+                pnz = 0
+                if has_parent:
+                    pv = yhat[poff + (i >> 1) * pw + (j >> 1)]
+                    if abs(pv) >= 0.5:
+                        pnz = 1
+                cls = _zero_class(s) * 2 + pnz
+                b = math.exp(logb[lev, cls])
+                n = off + i * wk + j
+                bits, dy, dlb = _laplace_bits(yhat[n], b)
+                total += bits
+                glat[n] += weight * dy
+                glogb[lev, cls] += weight * dlb
+    return total
+
+
+@njit
+def _adam(p, g, m, v, lr, b1, b2, eps, t):
+    """One Adam step in place (Kingma & Ba 2015), bias-corrected."""
+    c1 = 1.0 - b1 ** t
+    c2 = 1.0 - b2 ** t
+    for i in range(p.shape[0]):
+        gi = g[i]
+        m[i] = b1 * m[i] + (1.0 - b1) * gi
+        v[i] = b2 * v[i] + (1.0 - b2) * gi * gi
+        p[i] -= lr * (m[i] / c1) / (math.sqrt(v[i] / c2) + eps)
+
+
+class Adam:
+    """Adam state for one flat parameter array."""
+
+    def __init__(self, n: int, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
+        self.m = np.zeros(n, np.float64)
+        self.v = np.zeros(n, np.float64)
+        self.b1, self.b2, self.eps = b1, b2, eps
+        self.t = 0
+
+    def step(self, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+        self.t += 1
+        _adam(p, g, self.m, self.v, lr, self.b1, self.b2, self.eps, self.t)
