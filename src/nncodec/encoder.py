@@ -49,6 +49,11 @@ PRESETS = {
 #: Fraction of the budget the rate controller aims for during training; the
 #: final dead-zone search makes up the difference.
 FILL_TARGET = 0.97
+#: Images up to this many pixels train on every pixel at every step.
+FULL_BATCH_PIXELS = 16384
+#: Peak Adam learning rates of the latents and of the MLP.
+LR_LAT = 2e-2
+LR_MLP = 1e-2
 
 
 @dataclass
@@ -91,7 +96,10 @@ def parse_budget(budget) -> int:
         elif s.endswith("m"):
             mult, s = 1024 * 1024, s[:-1]
         try:
-            n = int(float(s) * mult)
+            v = float(s) * mult
+            if not math.isfinite(v):
+                raise ValueError
+            n = int(v)
         except ValueError:
             raise BudgetError(
                 f"invalid budget {budget!r}: use bytes like 2048, 2k, 2kb or 2KiB "
@@ -180,17 +188,29 @@ class Trainer:
         return np.concatenate(parts).astype(np.float32)
 
     def sample(self, fraction: float) -> np.ndarray:
-        """One pixel per block of ``1 / fraction`` consecutive pixels (no repeats)."""
+        """One random pixel of each block of ``1 / fraction`` consecutive pixels.
+
+        Small images (up to FULL_BATCH_PIXELS) use every pixel at every step.
+        """
         n = self.h * self.w
         stride = max(1, int(round(1.0 / fraction)))
-        if stride == 1:
+        if stride == 1 or n <= FULL_BATCH_PIXELS:
             return np.arange(n, dtype=np.int64)
-        m = n // stride
-        sel = np.arange(m, dtype=np.int64) * stride + self.rng.integers(0, stride, m)
-        return sel
+        starts = np.arange(0, n, stride, dtype=np.int64)
+        widths = np.minimum(stride, n - starts)
+        return starts + (self.rng.random(starts.size) * widths).astype(np.int64)
 
-    def step(self, sel, lam: float, hard: bool, lr_lat: float, lr_mlp: float) -> tuple[float, float]:
-        """One Adam step; returns (mse over the selection, estimated bits)."""
+    def step(self, sel, lam: float, hard: bool, lr_lat: float, lr_mlp: float,
+             steps=None) -> tuple[float, float]:
+        """One Adam step; returns (mse over the selection, estimated bits).
+
+        With ``steps = (weight_steps, bias_steps)`` the forward pass uses the
+        quantized network and the gradient updates the float one
+        (straight-through quantization-aware training).
+        """
+        theta = self.theta
+        if steps is not None:
+            theta = _quantize_theta(self.spec, self.theta, steps[0], steps[1])[1]
         if hard:
             yhat = np.floor(self.lat + 0.5).astype(np.float32)
         else:
@@ -199,7 +219,7 @@ class Trainer:
         gbuf = np.zeros((ntiles, self.theta.size), np.float64)
         lbuf = np.zeros(ntiles, np.float64)
         t = self.taps
-        _mlp_grad(yhat, self.offsets, self.dims, t.ri, t.rw, t.ci, t.cw, t.fr, t.fc, self.theta,
+        _mlp_grad(yhat, self.offsets, self.dims, t.ri, t.rw, t.ci, t.cw, t.fr, t.fc, theta,
                   self.layers, self.c, self.target, sel, self.w, gbuf, lbuf, self.dfeat)
         gtheta = gbuf.sum(axis=0)
         glat = np.zeros(self.lat.size, np.float64)
@@ -298,16 +318,12 @@ def _quantize_weights(spec, theta, latf, img, lam, metadata):
     return ws, bs
 
 
-def _fit(spec, theta, latf, ws, bs, budget, metadata):
-    """Find the smallest latent dead-zone so that the file fits the budget.
-
-    Returns (file bytes, latq, ws, bs) or raises BudgetError.
-    """
-    q, _ = _quantize_theta(spec, theta, ws, bs)
+def _deadzone_fit(spec, q, ws, bs, latf, budget, metadata):
+    """Smallest latent dead-zone whose file fits; returns (data, latq) or None."""
     latq = _quantize_latents(latf, 0.0)
     data = _file(spec, q, ws, bs, latq, metadata)
     if len(data) <= budget:
-        return data, latq, ws, bs
+        return data, latq
     lo, hi = 0.0, float(np.max(np.abs(latf), initial=0.0)) + 1.0
     best = None
     for _ in range(14):
@@ -318,19 +334,54 @@ def _fit(spec, theta, latf, ws, bs, budget, metadata):
             hi, best = mid, (d, lq)
         else:
             lo = mid
+    return best
+
+
+def _fit(spec, theta, latf, ws, bs, budget, metadata, img):
+    """Make the file fit the budget with the least damage.
+
+    Candidates coarsen every weight step by 0..3 table entries, each with the
+    smallest latent dead-zone that fits; the one with the lowest decoded
+    error wins. Returns the file bytes or raises BudgetError.
+    """
+    h, w = img.shape[:2]
+    best = None
+    for delta in range(0, 4 if len(latf) else 64):
+        ws2 = [max(0, s - delta) for s in ws]
+        bs2 = [max(0, s - delta) for s in bs]
+        q, deq = _quantize_theta(spec, theta, ws2, bs2)
+        found = _deadzone_fit(spec, q, ws2, bs2, latf, budget, metadata)
+        if found is None:
+            continue
+        data, latq = found
+        if delta == 0 and np.array_equal(latq, _quantize_latents(latf, 0.0)):
+            return data  # fits as trained
+        err = _mse01(render(spec, deq, latq.astype(np.float32), w, h).reshape(img.shape), img)
+        if best is None or err < best[0]:
+            best = (err, data)
+        if len(latf) == 0:
+            break
     if best is None:
-        lq = np.zeros_like(latq)
-        ws2, bs2 = list(ws), list(bs)
-        while True:
-            q2, _ = _quantize_theta(spec, theta, ws2, bs2)
-            d = _file(spec, q2, ws2, bs2, lq, metadata)
-            if len(d) <= budget:
-                return d, lq, ws2, bs2
-            if min(ws2 + bs2) == 0:
-                raise BudgetError("budget too small for this model", minimum=len(d))
-            ws2 = [max(0, s - 2) for s in ws2]
-            bs2 = [max(0, s - 2) for s in bs2]
-    return best[0], best[1], ws, bs
+        raise BudgetError("budget too small for this model")
+    return best[1]
+
+
+def _constant_model(img: np.ndarray, budget: int, metadata: bytes):
+    """The fallback for tiny budgets: one colour, the finest step that fits."""
+    h, w, c = img.shape
+    spec = ModelSpec(w, h, c, 0, 0, 0, 0, 1)
+    theta = _to_ycocg_mean(img / 255.0).astype(np.float32)
+    lat = np.zeros(0, np.int64)
+    for sidx in range(40, -1, -1):
+        q, _ = _quantize_theta(spec, theta, [0], [sidx])
+        data = _file(spec, q, [0], [sidx], lat, metadata)
+        if len(data) <= budget:
+            return spec, data
+    data = _file(spec, np.zeros(c, np.int64), [0], [0], lat, metadata)
+    if len(data) > budget:
+        raise BudgetError(f"budget of {budget} bytes is too small: the smallest .nni file is "
+                          f"{len(data)} bytes", minimum=len(data))
+    return spec, data
 
 
 def minimum_size(channels: int = 3, metadata: bytes = b"") -> int:
@@ -393,27 +444,43 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
     n_hard = int(round(cfg.ste_fraction * n_steps))
     history = []
     check_every = 25
+    qsteps = est_steps = None
     for it in range(n_steps):
         frac = it / max(1, n_steps)
         # Cosine decay to 5% of the peak learning rate.
         decay = 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac))
         hard = it >= n_steps - n_hard
+        if hard and qsteps is None:
+            # Fix the weight quantization steps, then train through them.
+            qsteps = _quantize_weights(spec, tr.theta, tr.lat, img, lam, metadata)
+        elif it in (n_steps // 4, n_steps // 2):
+            # Re-estimate the weight steps the final search will pick, so that
+            # the rate controller sees a realistic size for the weights.
+            est_steps = _quantize_weights(spec, tr.theta, tr.lat, img, lam, metadata)
         sel = tr.sample(cfg.sample_fraction)
-        mse, bits = tr.step(sel, lam, hard, 2e-2 * decay, 1e-2 * decay)
-        if spec.n_latents and it % check_every == check_every - 1 and it < n_steps - n_hard // 2:
-            ws, bs = _default_steps(spec, tr.theta)
+        mse, bits = tr.step(sel, lam, hard, LR_LAT * decay, LR_MLP * decay, qsteps)
+        if it % check_every == check_every - 1 and it < n_steps - n_hard // 2:
+            ws, bs = qsteps or est_steps or _default_steps(spec, tr.theta)
             q, _ = _quantize_theta(spec, tr.theta, ws, bs)
             size = len(_file(spec, q, ws, bs, np.floor(tr.lat + 0.5).astype(np.int64), metadata))
             # Multiplicative controller on lambda, gentle and bounded.
-            ratio = size / target_bytes
-            gain = 0.6 if it < n_steps // 2 else 0.3
-            lam *= float(np.clip(ratio, 0.7, 1.4)) ** gain
+            if spec.n_latents:
+                # The coded size moves roughly as lambda ** -0.5: a gain of 1
+                # closes about half the gap per check without overshooting.
+                ratio = size / target_bytes
+                gain = 1.0 if it < n_steps // 2 else 0.5
+                lam *= float(np.clip(ratio, 0.5, 2.0)) ** gain
             history.append((it + 1, mse, size, lam))
             if progress is not None:
                 progress(it + 1, n_steps, {"psnr": 10 * math.log10(1 / max(mse, 1e-12)),
                                            "bytes": size, "lambda": lam})
-    ws, bs = _quantize_weights(spec, tr.theta, tr.lat, img, lam, metadata)
-    data, latq, ws, bs = _fit(spec, tr.theta, tr.lat, ws, bs, nbytes, metadata)
+    ws, bs = qsteps if qsteps is not None else _quantize_weights(spec, tr.theta, tr.lat, img,
+                                                                 lam, metadata)
+    try:
+        data = _fit(spec, tr.theta, tr.lat, ws, bs, nbytes, metadata, img)
+    except BudgetError:
+        log.info("budget too small for %s; coding one colour", spec)
+        spec, data = _constant_model(img, nbytes, metadata)
     out = decode(data)
     psnr = _psnr(out.reshape(img.shape), img)
     stats = EncodeStats(len(data), nbytes, len(data) * 8.0 / (h * w), psnr,

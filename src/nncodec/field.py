@@ -163,100 +163,130 @@ def level_table(spec: ModelSpec):
 
 
 # ---------------------------------------------------------------------------
-# Kernels shared by rendering and training.
+# Kernels shared by rendering and training. They work on blocks of BLOCK
+# samples at a time, laid out (unit, lane), so that the inner loops run over
+# the lanes and vectorize; lanes never mix, so a sample's value does not
+# depend on its block.
+
+BLOCK = 16
 
 
 @njit
-def _features(lat, offsets, dims, ri, rw, ci, cw, fr, fc, r, c, x):
-    """Write the feature vector of sample (row r, col c) into ``x``."""
+def _features_block(lat, offsets, dims, ri, rw, ci, cw, fr, fc, rows, cols, nb, X):
+    """Write the features of samples (rows[b], cols[b]), b < nb, into X[:, b]."""
     L = dims.shape[0]
-    for lev in range(L):
-        off = offsets[lev]
-        wk = dims[lev, 1]
-        v = 0.0
-        for a in range(4):
-            base = off + ri[lev, r, a] * wk
-            s = 0.0
-            for b in range(4):
-                s += cw[lev, c, b] * lat[base + ci[lev, c, b]]
-            v += rw[lev, r, a] * s
-        x[lev] = v
     m2 = fr.shape[1]
-    for m in range(m2):
-        x[L + m] = fc[c, m]
-        x[L + m2 + m] = fr[r, m]
+    for b in range(nb):
+        r = rows[b]
+        c = cols[b]
+        for lev in range(L):
+            off = offsets[lev]
+            wk = dims[lev, 1]
+            v = np.float32(0.0)
+            for a in range(4):
+                base = off + ri[lev, r, a] * wk
+                s = np.float32(0.0)
+                for t in range(4):
+                    s += cw[lev, c, t] * lat[base + ci[lev, c, t]]
+                v += rw[lev, r, a] * s
+            X[lev, b] = v
+        for m in range(m2):
+            X[L + m, b] = fc[c, m]
+            X[L + m2 + m, b] = fr[r, m]
 
 
 @njit
-def _mlp_forward(theta, layers, h, z):
-    """Run the MLP on ``h[0, :in]``.
+def _mlp_forward_block(theta, layers, H, Z):
+    """Run the MLP on the lanes of ``H[0]``.
 
-    ``h[k]`` receives layer k's input (post-activation), ``z[k]`` its
-    pre-activation output; the network output is ``z[n_layers - 1]``.
-    Hidden layers use ReLU; the last layer is linear.
+    ``H[k]`` (float32[maxw, BLOCK]) receives layer k's input, ``Z[k]`` its
+    pre-activation output; the network output is ``Z[n_layers - 1]``. Hidden
+    layers use ReLU; the last layer is linear:
+    ``Z[k] = W_k @ H[k] + b_k``, ``H[k+1] = max(Z[k], 0)``.
     """
     nl = layers.shape[0]
     p = 0
     for k in range(nl):
         no = layers[k, 0]
         ni = layers[k, 1]
-        wb = p
         bb = p + no * ni
         for o in range(no):
-            acc = theta[bb + o]
-            row = wb + o * ni
+            acc = Z[k, o]
+            bias = theta[bb + o]
+            for b in range(BLOCK):
+                acc[b] = bias
+            row = p + o * ni
             for i in range(ni):
-                acc += theta[row + i] * h[k, i]
-            z[k, o] = acc
+                w = theta[row + i]
+                hi = H[k, i]
+                for b in range(BLOCK):
+                    acc[b] += w * hi[b]
             if k + 1 < nl:
-                h[k + 1, o] = acc if acc > 0.0 else 0.0
+                hn = H[k + 1, o]
+                for b in range(BLOCK):
+                    hn[b] = acc[b] if acc[b] > 0.0 else np.float32(0.0)
         p = bb + no
 
 
 @njit
-def _to_rgb(y, channels, out):
-    """YCoCg (or grey) in [0,1] units to RGB, unclipped."""
+def _to_rgb(y, channels, b, out):
+    """Lane b of YCoCg (or grey) output ``y`` in [0,1] units to RGB, unclipped."""
     if channels == 1:
-        out[0] = y[0]
+        out[0] = y[0, b]
     else:
-        Y = y[0]
-        Co = y[1]
-        Cg = y[2]
+        Y = y[0, b]
+        Co = y[1, b]
+        Cg = y[2, b]
         out[0] = Y + Co - Cg
         out[1] = Y + Cg
         out[2] = Y - Co - Cg
+
+
+@njit
+def _max_width(layers):
+    maxw = 1
+    for k in range(layers.shape[0]):
+        maxw = max(maxw, layers[k, 0], layers[k, 1])
+    return maxw
 
 
 @pjit
 def _render(lat, offsets, dims, ri, rw, ci, cw, fr, fc, theta, layers, channels, sy, sx, out):
     """Render ``out`` (uint8[H', W', C]) from supersampled taps.
 
-    Output pixel (i, j) averages the colours of samples (i*sy + a, j*sx + b).
+    Output pixel (i, j) averages the colours of samples (i*sy + a, j*sx + b),
+    a < sy, b < sx, then clips to [0, 1] and rounds: ``floor(v * 255 + 0.5)``.
     """
     H = out.shape[0]
     W = out.shape[1]
     nl = layers.shape[0]
-    maxw = 1
-    for k in range(nl):
-        maxw = max(maxw, layers[k, 0], layers[k, 1])
+    maxw = _max_width(layers)
+    ncols = W * sx
     inv = 1.0 / (sy * sx)
     for i in prange(H):
-        h = np.zeros((nl + 1, maxw))
-        z = np.zeros((nl, maxw))
+        Hb = np.zeros((nl + 1, maxw, BLOCK), np.float32)
+        Zb = np.zeros((nl, maxw, BLOCK), np.float32)
+        rows = np.empty(BLOCK, np.int64)
+        cols = np.empty(BLOCK, np.int64)
         rgb = np.zeros(3)
-        acc = np.zeros(3)
+        acc = np.zeros((W, channels))
+        for a in range(sy):
+            for b in range(BLOCK):
+                rows[b] = i * sy + a
+            for c0 in range(0, ncols, BLOCK):
+                nb = min(BLOCK, ncols - c0)
+                for b in range(nb):
+                    cols[b] = c0 + b
+                _features_block(lat, offsets, dims, ri, rw, ci, cw, fr, fc, rows, cols, nb, Hb[0])
+                _mlp_forward_block(theta, layers, Hb, Zb)
+                for b in range(nb):
+                    _to_rgb(Zb[nl - 1], channels, b, rgb)
+                    j = (c0 + b) // sx
+                    for ch in range(channels):
+                        acc[j, ch] += rgb[ch]
         for j in range(W):
             for ch in range(channels):
-                acc[ch] = 0.0
-            for a in range(sy):
-                for b in range(sx):
-                    _features(lat, offsets, dims, ri, rw, ci, cw, fr, fc, i * sy + a, j * sx + b, h[0])
-                    _mlp_forward(theta, layers, h, z)
-                    _to_rgb(z[nl - 1], channels, rgb)
-                    for ch in range(channels):
-                        acc[ch] += rgb[ch]
-            for ch in range(channels):
-                v = acc[ch] * inv
+                v = acc[j, ch] * inv
                 v = 0.0 if v < 0.0 else (1.0 if v > 1.0 else v)
                 out[i, j, ch] = np.uint8(math.floor(v * 255.0 + 0.5))
 

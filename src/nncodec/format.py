@@ -122,6 +122,20 @@ def _check(field: Field, value: int, label: str) -> None:
             f"header field {label} = {value} is outside the allowed range {field.lo}..{field.hi}")
 
 
+def validate_spec(spec: ModelSpec) -> None:
+    """Check the constraints between header fields; raise FormatError."""
+    if spec.channels not in (1, 3):
+        raise FormatError(f"channels = {spec.channels} is not 1 (grey) or 3 (colour)")
+    if spec.first_level + spec.n_levels > 8:
+        raise FormatError(
+            f"header fields first_level + n_levels = {spec.first_level + spec.n_levels} "
+            "exceed 8")
+    if spec.width * spec.height > MAX_CODED_PIXELS:
+        raise FormatError(
+            f"coded size {spec.width}x{spec.height} exceeds the decoder limit of "
+            f"{MAX_CODED_PIXELS} pixels")
+
+
 def _leb128(n: int) -> bytes:
     out = bytearray()
     while True:
@@ -134,6 +148,7 @@ def _leb128(n: int) -> bytes:
 
 def pack(spec: ModelSpec, weight_steps, bias_steps, payload: bytes, metadata: bytes = b"") -> bytes:
     """Assemble a complete ``.nni`` file."""
+    validate_spec(spec)
     n_layers = spec.n_hidden + 1
     if len(weight_steps) != n_layers or len(bias_steps) != n_layers:
         raise ValueError("one weight and one bias step per layer are required")
@@ -207,14 +222,7 @@ def unpack(data: bytes) -> Container:
     if reader.read(pad) if pad else 0:
         raise FormatError("header padding bits are not zero")
     spec = fields_to_spec(fields)
-    if spec.first_level + spec.n_levels > 8:
-        raise FormatError(
-            f"header fields first_level + n_levels = {spec.first_level + spec.n_levels} "
-            "exceed 8")
-    if spec.width * spec.height > MAX_CODED_PIXELS:
-        raise FormatError(
-            f"coded size {spec.width}x{spec.height} exceeds the decoder limit of "
-            f"{MAX_CODED_PIXELS} pixels")
+    validate_spec(spec)
     pos = reader.pos // 8
     metadata = b""
     if fields["has_metadata"]:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ._jit import TILE, njit, pjit, prange
 from .entropy import _neigh, _zero_class
-from .field import _features, _mlp_forward, _to_rgb
+from .field import BLOCK, _features_block, _max_width, _mlp_forward_block, _to_rgb
 
 LN2 = math.log(2.0)
 N_RATE_CTX = 8
@@ -46,38 +46,46 @@ def _mlp_grad(lat, offsets, dims, ri, rw, ci, cw, fr, fc, theta, layers, channel
     ntiles = (n + TILE - 1) // TILE
     nl = layers.shape[0]
     L = dims.shape[0]
-    maxw = 1
-    for k in range(nl):
-        maxw = max(maxw, layers[k, 0], layers[k, 1])
-    scale = 2.0 / (n * channels)
+    maxw = _max_width(layers)
+    scale = np.float32(2.0 / (n * channels))
     for t in prange(ntiles):
-        h = np.zeros((nl + 1, maxw))
-        z = np.zeros((nl, maxw))
-        dz = np.zeros(maxw)
-        dh = np.zeros(maxw)
-        rgb = np.zeros(3)
+        Hb = np.zeros((nl + 1, maxw, BLOCK), np.float32)
+        Zb = np.zeros((nl, maxw, BLOCK), np.float32)
+        dZ = np.zeros((maxw, BLOCK), np.float32)
+        dH = np.zeros((maxw, BLOCK), np.float32)
+        rows = np.empty(BLOCK, np.int64)
+        cols = np.empty(BLOCK, np.int64)
+        rgb = np.zeros(3, np.float32)
         g = gbuf[t]
         loss = 0.0
-        for s in range(t * TILE, min(n, (t + 1) * TILE)):
-            p = sel[s]
-            r = p // width
-            c = p - r * width
-            _features(lat, offsets, dims, ri, rw, ci, cw, fr, fc, r, c, h[0])
-            _mlp_forward(theta, layers, h, z)
-            _to_rgb(z[nl - 1], channels, rgb)
+        end = min(n, (t + 1) * TILE)
+        for s0 in range(t * TILE, end, BLOCK):
+            nb = min(BLOCK, end - s0)
+            for b in range(nb):
+                p = sel[s0 + b]
+                rows[b] = p // width
+                cols[b] = p - rows[b] * width
+            _features_block(lat, offsets, dims, ri, rw, ci, cw, fr, fc, rows, cols, nb, Hb[0])
+            _mlp_forward_block(theta, layers, Hb, Zb)
             # d loss / d output (YCoCg): transpose of the colour transform.
-            if channels == 1:
-                e = rgb[0] - target[p, 0]
-                loss += e * e
-                dz[0] = scale * e
-            else:
-                e0 = rgb[0] - target[p, 0]
-                e1 = rgb[1] - target[p, 1]
-                e2 = rgb[2] - target[p, 2]
-                loss += e0 * e0 + e1 * e1 + e2 * e2
-                dz[0] = scale * (e0 + e1 + e2)
-                dz[1] = scale * (e0 - e2)
-                dz[2] = scale * (-e0 + e1 - e2)
+            for ch in range(channels):
+                for b in range(BLOCK):
+                    dZ[ch, b] = 0.0
+            for b in range(nb):
+                p = sel[s0 + b]
+                _to_rgb(Zb[nl - 1], channels, b, rgb)
+                if channels == 1:
+                    e = rgb[0] - target[p, 0]
+                    loss += e * e
+                    dZ[0, b] = scale * e
+                else:
+                    e0 = rgb[0] - target[p, 0]
+                    e1 = rgb[1] - target[p, 1]
+                    e2 = rgb[2] - target[p, 2]
+                    loss += e0 * e0 + e1 * e1 + e2 * e2
+                    dZ[0, b] = scale * (e0 + e1 + e2)
+                    dZ[1, b] = scale * (e0 - e2)
+                    dZ[2, b] = scale * (-e0 + e1 - e2)
             # Backward through the layers, last to first.
             pend = theta.shape[0]
             for k in range(nl - 1, -1, -1):
@@ -86,21 +94,34 @@ def _mlp_grad(lat, offsets, dims, ri, rw, ci, cw, fr, fc, theta, layers, channel
                 bb = pend - no
                 wb = bb - no * ni
                 for i in range(ni):
-                    dh[i] = 0.0
+                    for b in range(BLOCK):
+                        dH[i, b] = 0.0
                 for o in range(no):
-                    d = dz[o]
-                    if d != 0.0:
-                        g[bb + o] += d
-                        row = wb + o * ni
-                        for i in range(ni):
-                            g[row + i] += d * h[k, i]
-                            dh[i] += d * theta[row + i]
+                    d = dZ[o]
+                    sb = np.float32(0.0)
+                    for b in range(BLOCK):
+                        sb += d[b]
+                    g[bb + o] += sb
+                    row = wb + o * ni
+                    for i in range(ni):
+                        w = theta[row + i]
+                        hi = Hb[k, i]
+                        dh = dH[i]
+                        sw = np.float32(0.0)
+                        for b in range(BLOCK):
+                            sw += d[b] * hi[b]
+                            dh[b] += d[b] * w
+                        g[row + i] += sw
                 if k > 0:
                     for i in range(ni):
-                        dz[i] = dh[i] if z[k - 1, i] > 0.0 else 0.0
+                        zi = Zb[k - 1, i]
+                        for b in range(BLOCK):
+                            dZ[i, b] = dH[i, b] if zi[b] > 0.0 else np.float32(0.0)
                 pend = wb
-            for lev in range(L):
-                dfeat[lev, p] = dh[lev]
+            for b in range(nb):
+                p = sel[s0 + b]
+                for lev in range(L):
+                    dfeat[lev, p] = dH[lev, b]
         lbuf[t] = loss
 
 
@@ -155,7 +176,7 @@ def _laplace_bits(y, b):
         e1 = math.exp(-1.0 / b)
         bits = (ay - 0.5) / (b * LN2) - math.log2(0.5 * (1.0 - e1))
         dy = (1.0 if y > 0 else -1.0) / (b * LN2)
-        db = -(ay - 0.5) / (b * b * LN2) - (e1 / (b * b)) / ((1.0 - e1) * LN2)
+        db = -(ay - 0.5) / (b * b * LN2) + (e1 / (b * b)) / ((1.0 - e1) * LN2)
         return bits, dy, db * b
     ea = math.exp(-(0.5 + y) / b)
     eb = math.exp(-(0.5 - y) / b)

@@ -1,0 +1,244 @@
+"""Slow, obviously correct references for the numba kernels.
+
+Everything here is written from the definitions in the docstrings of
+``nncodec.field`` and ``nncodec.train`` (and the layouts they document), one
+pixel / one value at a time, in float64, without reusing any nncodec code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# ---------------------------------------------------------------------------
+# Cubic B-spline sampling.
+
+
+def bspline3(x: float) -> float:
+    """The uniform cubic B-spline kernel (support [-2, 2], integrates to 1)."""
+    ax = abs(x)
+    if ax < 1.0:
+        return 2.0 / 3.0 - ax * ax + 0.5 * ax ** 3
+    if ax < 2.0:
+        return (2.0 - ax) ** 3 / 6.0
+    return 0.0
+
+
+def sample_grid(grid: np.ndarray, gy: float, gx: float) -> float:
+    """Value of a 2-D grid at continuous cell coordinates ``(gy, gx)``.
+
+    Cell ``(i, j)`` sits at coordinates ``(i, j)``; the grid is extended by
+    replicating its edge cells ("clamped" edges).
+    """
+    rows, cols = grid.shape
+    total = 0.0
+    for m in range(math.floor(gy) - 2, math.floor(gy) + 3):
+        wy = bspline3(gy - m)
+        if wy == 0.0:
+            continue
+        mm = min(max(m, 0), rows - 1)
+        for n in range(math.floor(gx) - 2, math.floor(gx) + 3):
+            wx = bspline3(gx - n)
+            if wx == 0.0:
+                continue
+            nn = min(max(n, 0), cols - 1)
+            total += wy * wx * float(grid[mm, nn])
+    return total
+
+
+def sample_line(line: np.ndarray, g: float) -> float:
+    """1-D version of :func:`sample_grid`."""
+    return sample_grid(np.asarray(line, dtype=np.float64)[None, :], 0.0, g)
+
+
+# ---------------------------------------------------------------------------
+# The field.
+
+
+def level_dims(spec) -> list[tuple[int, int]]:
+    """``(rows, cols)`` of each latent grid: ``ceil(H / 2**k) x ceil(W / 2**k)``."""
+    out = []
+    for lev in range(spec.n_levels):
+        f = 2 ** (spec.first_level + lev)
+        out.append((math.ceil(spec.height / f), math.ceil(spec.width / f)))
+    return out
+
+
+def split_latents(spec, lat) -> list[np.ndarray]:
+    """The flat latents (finest level first, raster order) as a list of 2-D grids."""
+    grids, p = [], 0
+    lat = np.asarray(lat, dtype=np.float64)
+    for rows, cols in level_dims(spec):
+        grids.append(lat[p: p + rows * cols].reshape(rows, cols))
+        p += rows * cols
+    assert p == lat.size
+    return grids
+
+
+def features(spec, grids, u: float, v: float) -> np.ndarray:
+    """Feature vector at the point ``(u, v)`` of the coded frame ``[0, W] x [0, H]``.
+
+    Grid values first (finest first), then ``sin, cos`` of ``pi * 2**m * u / W``
+    for m = 0..M-1 (interleaved), then the same for ``v / H``.
+    """
+    x = []
+    for lev, grid in enumerate(grids):
+        f = 2.0 ** (spec.first_level + lev)
+        x.append(sample_grid(grid, v / f - 0.5, u / f - 0.5))
+    for t in (u / spec.width, v / spec.height):
+        for m in range(spec.n_fourier):
+            a = math.pi * 2 ** m * t
+            x += [math.sin(a), math.cos(a)]
+    return np.asarray(x, dtype=np.float64)
+
+
+def unpack_theta(spec, theta) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``[(W (out, in), b (out,)), ...]`` from the flat parameter vector."""
+    theta = np.asarray(theta, dtype=np.float64)
+    dims = [spec.n_levels + 4 * spec.n_fourier] + [spec.hidden_width] * spec.n_hidden + [
+        spec.channels]
+    out, p = [], 0
+    for k in range(len(dims) - 1):
+        no, ni = dims[k + 1], dims[k]
+        w = theta[p: p + no * ni].reshape(no, ni)
+        p += no * ni
+        b = theta[p: p + no]
+        p += no
+        out.append((w, b))
+    assert p == theta.size
+    return out
+
+
+def mlp_forward(layers, x) -> np.ndarray:
+    """ReLU hidden layers, linear output layer."""
+    h = np.asarray(x, dtype=np.float64)
+    for k, (w, b) in enumerate(layers):
+        h = w @ h + b
+        if k + 1 < len(layers):
+            h = np.maximum(h, 0.0)
+    return h
+
+
+def rgb_to_ycocg(rgb) -> np.ndarray:
+    r, g, b = rgb
+    return np.array([r / 4 + g / 2 + b / 4, r / 2 - b / 2, -r / 4 + g / 2 - b / 4])
+
+
+def ycocg_to_rgb(ycc) -> np.ndarray:
+    """Inverse of :func:`rgb_to_ycocg` (lifting form)."""
+    y, co, cg = ycc
+    tmp = y - cg
+    return np.array([tmp + co, y + cg, tmp - co])
+
+
+def field_colour(spec, grids, layers, u: float, v: float) -> np.ndarray:
+    """Unclipped colour (RGB or grey, [0, 1] units) of the field at ``(u, v)``."""
+    y = mlp_forward(layers, features(spec, grids, u, v))
+    return y[:1].copy() if spec.channels == 1 else ycocg_to_rgb(y)
+
+
+def render(spec, theta, lat, out_w: int, out_h: int) -> np.ndarray:
+    """Render ``out_w x out_h``; returns uint8[out_h, out_w, channels].
+
+    Each output pixel averages ``sy x sx`` point samples spread uniformly over
+    its footprint, ``sx = max(1, ceil(W / out_w))`` (likewise ``sy``); one
+    sample (the pixel centre) when upscaling. The average is clipped to
+    [0, 1] and rounded half up to 8 bits.
+    """
+    grids = split_latents(spec, lat)
+    layers = unpack_theta(spec, theta)
+    sx = max(1, math.ceil(spec.width / out_w))
+    sy = max(1, math.ceil(spec.height / out_h))
+    out = np.zeros((out_h, out_w, spec.channels), dtype=np.uint8)
+    for i in range(out_h):
+        for j in range(out_w):
+            acc = np.zeros(spec.channels)
+            for a in range(sy):
+                v = (i * sy + a + 0.5) * spec.height / (out_h * sy)
+                for b in range(sx):
+                    u = (j * sx + b + 0.5) * spec.width / (out_w * sx)
+                    acc += field_colour(spec, grids, layers, u, v)
+            val = np.clip(acc / (sx * sy), 0.0, 1.0)
+            out[i, j] = np.floor(val * 255.0 + 0.5)
+    return out
+
+
+def pixel_loss(spec, theta, lat, target, sel) -> float:
+    """Training loss at coded pixel centres: sum of squared RGB errors / (n * C)."""
+    grids = split_latents(spec, lat)
+    layers = unpack_theta(spec, theta)
+    total = 0.0
+    for p in sel:
+        r, c = divmod(int(p), spec.width)
+        col = field_colour(spec, grids, layers, c + 0.5, r + 0.5)
+        total += float(np.sum((col - np.asarray(target[p], dtype=np.float64)) ** 2))
+    return total / (len(sel) * spec.channels)
+
+
+# ---------------------------------------------------------------------------
+# Rate model.
+
+
+def laplace_survival(x: float, b: float) -> float:
+    """P(X > x) for X ~ Laplace(0, b)."""
+    return 0.5 * math.exp(-x / b) if x >= 0 else 1.0 - 0.5 * math.exp(x / b)
+
+
+def laplace_bits(y: float, b: float) -> float:
+    """-log2 P(y - 1/2 < X < y + 1/2), X ~ Laplace(0, b)."""
+    ay = abs(y)  # the density is symmetric
+    p = laplace_survival(ay - 0.5, b) - laplace_survival(ay + 0.5, b)
+    return -math.log2(p)
+
+
+def rate_context(q: np.ndarray, i: int, j: int, parent_nonzero: bool) -> int:
+    """Context class of latent (i, j) from its rounded causal neighbours.
+
+    activity s = 2|left| + 2|top| + |top-left| + |top-right|, each clamped
+    to 3 (missing neighbours are 0); zero class 0 if s == 0, 1 if s <= 2, 2 if
+    s <= 5, else 3; class = zero class * 2 + (parent nonzero).
+    """
+    rows, cols = q.shape
+
+    def at(a, b):
+        return min(abs(int(q[a, b])), 3) if 0 <= a < rows and 0 <= b < cols else 0
+
+    s = 2 * at(i, j - 1) + 2 * at(i - 1, j) + at(i - 1, j - 1) + at(i - 1, j + 1)
+    zc = 0 if s == 0 else 1 if s <= 2 else 2 if s <= 5 else 3
+    return zc * 2 + int(parent_nonzero)
+
+
+def rate_total(spec, yhat, logb) -> float:
+    """Total bits of the latents under the context-dependent Laplace model."""
+    grids = split_latents(spec, yhat)
+    rounded = [np.floor(g + 0.5) for g in grids]
+    total = 0.0
+    for lev, g in enumerate(grids):
+        rows, cols = g.shape
+        for i in range(rows):
+            for j in range(cols):
+                pnz = lev + 1 < len(grids) and rounded[lev + 1][i // 2, j // 2] != 0
+                cls = rate_context(rounded[lev], i, j, pnz)
+                total += laplace_bits(float(g[i, j]), math.exp(logb[lev][cls]))
+    return total
+
+
+# ---------------------------------------------------------------------------
+# Misc.
+
+
+def adam_step(p, g, m, v, lr, b1, b2, eps, t):
+    """NumPy Adam (Kingma & Ba 2015, bias-corrected); returns new (p, m, v)."""
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    mhat = m / (1 - b1 ** t)
+    vhat = v / (1 - b2 ** t)
+    return p - lr * mhat / (np.sqrt(vhat) + eps), m, v
+
+
+def psnr(a, b) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    mse = float(np.mean((a - b) ** 2))
+    return float("inf") if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)

@@ -1,0 +1,162 @@
+"""decoder.py / nncodec.decode: shapes, scaling, caps and argument errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nncodec
+from nncodec import decoder
+from nncodec.errors import FormatError, ImageTooLargeError, InputError
+
+
+def test_decode_rgb_native_size(encoded_rgb):
+    out = nncodec.decode(encoded_rgb.data)
+    assert out.shape == (48, 64, 3) and out.dtype == np.uint8
+    assert out.std() > 5  # an image, not a constant
+
+
+def test_decode_grey_native_size(encoded_grey):
+    out = nncodec.decode(encoded_grey.data)
+    assert out.shape == (32, 48) and out.dtype == np.uint8
+    assert nncodec.info(encoded_grey.data)["channels"] == 1
+    for size in ((10, 7), (100, 70)):
+        assert nncodec.decode(encoded_grey.data, size).shape == size[::-1]
+
+
+@pytest.mark.parametrize("size", [(64, 48), (30, 20), (1, 1), (200, 3), (3, 200), (127, 95)])
+def test_decode_at_size(encoded_rgb, size):
+    out = nncodec.decode(encoded_rgb.data, size)
+    assert out.shape == (size[1], size[0], 3) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("scale,shape", [(0.25, (12, 16)), (0.5, (24, 32)), (1, (48, 64)),
+                                         (1.5, (72, 96)), (4, (192, 256)), (0.001, (1, 1)),
+                                         (1 / 3, (16, 21))])
+def test_decode_at_scale(encoded_rgb, scale, shape):
+    out = nncodec.decode(encoded_rgb.data, scale=scale)
+    assert out.shape == shape + (3,)
+
+
+def test_decode_size_as_list_and_numpy_ints(encoded_rgb):
+    a = nncodec.decode(encoded_rgb.data, [20, 15])
+    b = nncodec.decode(encoded_rgb.data, (np.int64(20), np.int32(15)))
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (15, 20, 3)
+
+
+def test_native_size_equals_scale_one_and_explicit_size(encoded_rgb):
+    a = nncodec.decode(encoded_rgb.data)
+    np.testing.assert_array_equal(a, nncodec.decode(encoded_rgb.data, scale=1.0))
+    np.testing.assert_array_equal(a, nncodec.decode(encoded_rgb.data, (64, 48)))
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_integer_downscale_is_box_average(encoded_rgb, factor):
+    """Samples of a 1/k render sit exactly on the coded pixel centres."""
+    full = nncodec.decode(encoded_rgb.data).astype(np.float64)
+    h, w = 48 // factor, 64 // factor
+    small = nncodec.decode(encoded_rgb.data, (w, h)).astype(np.float64)
+    box = full.reshape(h, factor, w, factor, 3).mean(axis=(1, 3))
+    diff = np.abs(small - box)
+    assert diff.mean() < 0.5
+    assert diff.max() <= 2.0
+
+
+@pytest.mark.parametrize("size", [(20, 15), (13, 9), (50, 30)])
+def test_fractional_downscale_approximates_area_average(encoded_rgb, size):
+    full = nncodec.decode(encoded_rgb.data)
+    small = nncodec.decode(encoded_rgb.data, size).astype(np.float64)
+    ref = np.asarray(Image.fromarray(full).resize(size, Image.BOX)).astype(np.float64)
+    assert np.abs(small - ref).mean() < 2.0
+    # Point sampling would alias; check the render is closer to the area average
+    # than to nearest-neighbour subsampling.
+    nearest = np.asarray(Image.fromarray(full).resize(size, Image.NEAREST)).astype(np.float64)
+    assert np.abs(small - ref).mean() < np.abs(nearest - ref).mean()
+
+
+def test_upscale_is_consistent_with_native(encoded_rgb):
+    full = nncodec.decode(encoded_rgb.data).astype(np.float64)
+    up = nncodec.decode(encoded_rgb.data, scale=2).astype(np.float64)
+    back = up.reshape(48, 2, 64, 2, 3).mean(axis=(1, 3))
+    assert np.abs(back - full).mean() < 1.5
+
+
+def test_decode_twice_identical(encoded_rgb):
+    a = nncodec.decode(encoded_rgb.data, (77, 51))
+    b = nncodec.decode(encoded_rgb.data, (77, 51))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(nncodec.decode(bytearray(encoded_rgb.data)),
+                                  nncodec.decode(encoded_rgb.data))
+
+
+def test_max_pixels_cap(encoded_rgb):
+    w, h = 256, 192  # scale 4
+    with pytest.raises(ImageTooLargeError):
+        nncodec.decode(encoded_rgb.data, scale=4, max_pixels=w * h - 1)
+    assert nncodec.decode(encoded_rgb.data, scale=4, max_pixels=w * h).shape == (h, w, 3)
+    assert nncodec.decode(encoded_rgb.data, scale=4, max_pixels=None).shape == (h, w, 3)
+    with pytest.raises(ImageTooLargeError):
+        nncodec.decode(encoded_rgb.data, max_pixels=100)  # also applies at native size
+
+
+def test_default_cap_applies(encoded_rgb):
+    side = math.isqrt(decoder.MAX_OUTPUT_PIXELS) + 1
+    with pytest.raises(ImageTooLargeError):
+        nncodec.decode(encoded_rgb.data, (side, side))
+    with pytest.raises(ImageTooLargeError):
+        nncodec.decode(encoded_rgb.data, scale=1e9, max_pixels=None)
+
+
+def test_size_and_scale_together_raise(encoded_rgb):
+    with pytest.raises(InputError):
+        nncodec.decode(encoded_rgb.data, (32, 24), scale=0.5)
+
+
+@pytest.mark.parametrize("scale", [0, -1, -0.5, float("nan"), float("inf"), "abc", [2]])
+def test_bad_scale_raises(encoded_rgb, scale):
+    with pytest.raises(InputError):
+        nncodec.decode(encoded_rgb.data, scale=scale)
+
+
+@pytest.mark.parametrize("size", [(0, 5), (5, 0), (-3, 4), (5,), "abc", (1, 2, 3), 7])
+def test_bad_size_raises(encoded_rgb, size):
+    with pytest.raises(InputError):
+        nncodec.decode(encoded_rgb.data, size)
+
+
+def test_errors_are_nni_errors(encoded_rgb):
+    for exc in (InputError, ImageTooLargeError, FormatError):
+        assert issubclass(exc, nncodec.NniError) and issubclass(exc, ValueError)
+    with pytest.raises(FormatError):
+        nncodec.decode(b"not an nni file")
+
+
+def test_parse_returns_dequantized_parameters(encoded_rgb):
+    c, theta, lat = decoder.parse(encoded_rgb.data)
+    s = c.spec
+    assert theta.shape == (s.n_params,) and theta.dtype == np.float32
+    assert lat.shape == (s.n_latents,) and lat.dtype == np.float32
+    assert np.all(lat == np.round(lat))  # latents are integers
+    # Each group is an integer multiple of its layer's quantization step.
+    from nncodec.format import STEP_TABLE
+
+    p = 0
+    for k, (o, i) in enumerate(s.layer_shapes()):
+        for n, sidx in ((o * i, c.weight_steps[k]), (o, c.bias_steps[k])):
+            q = theta[p: p + n].astype(np.float64) / STEP_TABLE[sidx]
+            np.testing.assert_allclose(q, np.round(q), atol=1e-4)
+            p += n
+
+
+def test_output_size_rounding():
+    from nncodec.field import ModelSpec
+
+    s = ModelSpec(64, 48, 3, 1, 0, 0, 0, 1)
+    assert decoder.output_size(s) == (64, 48)
+    assert decoder.output_size(s, scale=1.5) == (96, 72)
+    assert decoder.output_size(s, scale=0.1) == (6, 5)
+    assert decoder.output_size(s, size=(7, 9)) == (7, 9)

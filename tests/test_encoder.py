@@ -1,0 +1,251 @@
+"""encoder.py / nncodec.encode: budget, budget parsing, quality, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import naive
+import nncodec
+from nncodec import encoder
+from nncodec.encoder import encode_stats, parse_budget
+from nncodec.errors import BudgetError, InputError
+
+
+@pytest.fixture(scope="module")
+def images(make_image):
+    return {
+        "rgb": make_image(64, 48, 3),
+        "grey": make_image(48, 32, 1, seed=2),
+        "1x1": np.array([[[200, 30, 90]]], np.uint8),
+        "strip": make_image(3, 200, 3, seed=3),
+    }
+
+
+# ---------------------------------------------------------------------------
+# The budget is a hard limit.
+
+
+@pytest.mark.parametrize("budget", [80, 200, 400, 1000])
+@pytest.mark.parametrize("name", ["rgb", "grey", "1x1", "strip"])
+def test_file_fits_budget(images, name, budget):
+    img = images[name]
+    data = nncodec.encode(img, budget=budget, preset="fast")
+    assert len(data) <= budget
+    info = nncodec.info(data)
+    assert (info["height"], info["width"]) == img.shape[:2]
+    assert info["channels"] == (1 if img.ndim == 2 else 3)
+    out = nncodec.decode(data)
+    assert out.shape == img.shape
+
+
+def test_budget_as_string(images):
+    data = nncodec.encode(images["grey"], budget="0.25k", preset="fast")
+    assert len(data) <= 256
+
+
+def test_generous_budget_is_mostly_used(images):
+    """The rate controller aims close to the budget rather than far below it."""
+    data, st = encode_stats(images["rgb"], budget=400, preset="fast")
+    assert 0.8 * 400 <= len(data) <= 400
+    assert st.bytes == len(data) and st.budget == 400
+    assert st.bpp == pytest.approx(len(data) * 8 / (64 * 48))
+
+
+# ---------------------------------------------------------------------------
+# Budget parsing.
+
+
+@pytest.mark.parametrize("text", ["2048", "2k", "2kb", "2KB", "2KiB", "2kib", " 2 k ", "2K",
+                                  2048, np.int64(2048), 2048.0, "2048b", "2.0k"])
+def test_parse_budget_2048(text):
+    assert parse_budget(text) == 2048
+
+
+@pytest.mark.parametrize("text,want", [("1.5m", 1572864), ("1mb", 1048576), ("1MiB", 1048576),
+                                       ("100", 100), ("100b", 100), ("0.5k", 512), ("1", 1)])
+def test_parse_budget_other(text, want):
+    assert parse_budget(text) == want
+
+
+@pytest.mark.parametrize("bad", ["abc", 0, -5, "0", "-5", "-2k", "", "k", "kb", "2x", "2 kg",
+                                 "nan", "inf", "-inf", "1e400", float("nan"), float("inf"), True,
+                                 None, [2048], 0.5])
+def test_parse_budget_invalid_raises_budget_error(bad):
+    with pytest.raises(BudgetError):
+        parse_budget(bad)
+
+
+def test_encode_invalid_budget_raises(images):
+    for bad in ("abc", 0, -5, "inf"):
+        with pytest.raises(BudgetError):
+            nncodec.encode(images["1x1"], budget=bad, preset="fast")
+
+
+# ---------------------------------------------------------------------------
+# Too-small budgets.
+
+
+@pytest.mark.parametrize("name", ["rgb", "grey", "1x1"])
+def test_too_small_budget_reports_a_minimum_that_works(images, name):
+    img = images[name]
+    with pytest.raises(BudgetError) as e:
+        nncodec.encode(img, budget=5, preset="fast")
+    minimum = e.value.minimum
+    assert isinstance(minimum, int) and minimum > 5
+    assert str(minimum) in str(e.value)
+    data = nncodec.encode(img, budget=minimum, preset="fast")
+    assert len(data) <= minimum
+    assert nncodec.decode(data).shape == img.shape
+
+
+def test_budget_just_below_minimum_file_raises(images):
+    floor = encoder.minimum_size(3)
+    with pytest.raises(BudgetError) as e:
+        nncodec.encode(images["1x1"], budget=floor - 1, preset="fast")
+    assert e.value.minimum == floor
+    assert len(nncodec.encode(images["1x1"], budget=floor, preset="fast")) <= floor
+
+
+# ---------------------------------------------------------------------------
+# Quality.
+
+
+def test_psnr_floor_smooth_image(make_image):
+    """Measured ~34.7 dB (fast preset); floor 2 dB below."""
+    img = make_image(64, 48, 3, shapes=False)
+    data = nncodec.encode(img, budget=1000, preset="fast")
+    assert naive.psnr(nncodec.decode(data), img) > 32.5
+
+
+def test_psnr_floor_grey_image(make_image):
+    """Measured ~41.3 dB (fast preset); floor 2 dB below."""
+    img = make_image(64, 48, 1, shapes=False)
+    data = nncodec.encode(img, budget=1000, preset="fast")
+    assert naive.psnr(nncodec.decode(data), img) > 39.0
+
+
+def test_quality_does_not_collapse_with_more_bytes(images):
+    """PSNR grows with the budget (allowing 0.5 dB of noise)."""
+    psnrs = []
+    for budget in (300, 600, 1000):
+        _, st = encode_stats(images["rgb"], budget=budget, preset="fast")
+        psnrs.append(st.psnr)
+    assert psnrs[1] > psnrs[0] - 0.5, psnrs
+    assert psnrs[2] > psnrs[1] - 0.5, psnrs
+    assert psnrs[2] > 28.0, psnrs
+
+
+def test_stats_psnr_matches_decoded(encoded_rgb):
+    st = encoded_rgb.stats
+    assert st.psnr == pytest.approx(naive.psnr(nncodec.decode(encoded_rgb.data),
+                                               encoded_rgb.image), abs=1e-9)
+    assert st.bytes == len(encoded_rgb.data)
+
+
+def test_stats_psnr_matches_decoded_grey(encoded_grey):
+    st = encoded_grey.stats
+    assert st.psnr == pytest.approx(naive.psnr(nncodec.decode(encoded_grey.data),
+                                               encoded_grey.image), abs=1e-9)
+
+
+def tiny_images():
+    return {
+        "2x2": np.array([[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [255, 255, 255]]], np.uint8),
+        "1x13": (np.arange(13 * 3).reshape(1, 13, 3) * 6).astype(np.uint8),
+        "9x1": np.array([[[i * 28, 255 - i * 28, 100]] for i in range(9)], np.uint8),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(tiny_images()))
+def test_tiny_images_are_fitted(name):
+    """Images of a few pixels at a generous budget: every pixel must be learnt.
+
+    Simple gradients / four flat colours; any trained model reaches well above
+    the 6-14 dB of a constant or partly fitted image.
+    """
+    img = tiny_images()[name]
+    data, st = encode_stats(img, budget=1000, preset="fast")
+    assert st.psnr > 25.0, f"{name}: {st.psnr:.2f} dB"
+
+
+# ---------------------------------------------------------------------------
+# Determinism, seeds, options.
+
+
+def test_same_seed_same_bytes(encoded_rgb):
+    again = nncodec.encode(encoded_rgb.image, budget=encoded_rgb.budget, preset="fast", seed=0)
+    assert again == encoded_rgb.data
+
+
+def test_different_seed_different_bytes(encoded_rgb):
+    other = nncodec.encode(encoded_rgb.image, budget=encoded_rgb.budget, preset="fast", seed=1)
+    assert other != encoded_rgb.data
+    assert len(other) <= encoded_rgb.budget
+
+
+def test_encode_accepts_grey_as_hxwx1(images):
+    a = encode_stats(images["grey"], budget=200, preset="fast", steps=40)[0]
+    b = encode_stats(images["grey"][:, :, None], budget=200, preset="fast", steps=40)[0]
+    assert a == b
+
+
+def test_model_mlp_fits_budget_and_learns(images):
+    img = images["rgb"]
+    data, st = encode_stats(img, budget=600, preset="fast", model="mlp")
+    assert len(data) <= 600
+    info = nncodec.info(data)
+    assert info["n_levels"] == 0 and info["n_fourier"] > 0
+    out = nncodec.decode(data)
+    assert out.shape == img.shape
+    flat = np.broadcast_to(img.reshape(-1, 3).mean(axis=0), img.shape)
+    assert naive.psnr(out, img) > naive.psnr(flat, img) + 6
+    assert st.psnr == pytest.approx(naive.psnr(out, img), abs=1e-9)
+
+
+def test_model_mlp_public_api(images):
+    data = nncodec.encode(images["grey"], budget=300, preset="fast", model="mlp")
+    assert len(data) <= 300
+    assert nncodec.info(data)["n_levels"] == 0
+
+
+def test_unknown_preset_and_model_raise(images):
+    with pytest.raises(InputError):
+        nncodec.encode(images["1x1"], budget=100, preset="turbo")
+    with pytest.raises(InputError):
+        nncodec.encode(images["1x1"], budget=100, model="transformer")
+
+
+def test_bad_image_raises_input_error():
+    with pytest.raises(InputError):
+        nncodec.encode(np.zeros((4, 4, 2), np.uint8), budget=100)
+    with pytest.raises(InputError):
+        nncodec.encode(np.zeros((4, 4), np.float32), budget=100)
+
+
+@pytest.mark.parametrize("model", ["grid", "mlp"])
+def test_progress_callback(images, model):
+    calls = []
+    encode_stats(images["rgb"], budget=400, preset="fast", model=model, steps=100,
+                 progress=lambda step, total, info: calls.append((step, total, dict(info))))
+    assert calls, f"progress was never called for model={model!r}"
+    steps = [c[0] for c in calls]
+    assert steps == sorted(steps) and all(c[1] == 100 for c in calls)
+    assert all(0 < s <= 100 for s in steps)
+    assert {"psnr", "bytes"} <= set(calls[-1][2])
+
+
+def test_steps_argument_and_history(images):
+    _, st = encode_stats(images["rgb"], budget=400, preset="fast", steps=60)
+    assert st.steps == 60
+    assert all(1 <= h[0] <= 60 for h in st.history)
+
+
+def test_choose_spec_grows_with_budget():
+    small = encoder.choose_spec(512, 512, 3, 500)
+    big = encoder.choose_spec(512, 512, 3, 50000)
+    assert small.first_level >= big.first_level
+    assert small.hidden_width <= big.hidden_width
+    for s in (small, big):
+        assert s.first_level + s.n_levels <= 7
+        assert min(s.level_dims()[-1]) >= 1

@@ -1,0 +1,502 @@
+"""train.py: every backward pass against finite differences, the rate proxy, Adam.
+
+The numba kernels are generic over dtypes, so most checks run them on float64
+arrays: central differences with a small step are then accurate to ~1e-9.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import naive
+from nncodec import field, train
+from nncodec._jit import TILE
+from nncodec.field import ModelSpec
+
+# ---------------------------------------------------------------------------
+# Helpers.
+#
+# The forward / backward kernels compute in float32 (as the encoder runs them).
+# Their gradients are compared with central differences of a float64 NumPy
+# reference loss built from the same taps; that reference is itself checked
+# against the pixel-by-pixel naive loss.
+
+
+class GradProblem:
+    """A tiny spec with random float32 parameters, latents and target."""
+
+    def __init__(self, spec: ModelSpec, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.spec = spec
+        H, W, C = spec.height, spec.width, spec.channels
+        self.taps = field.make_taps(spec, W, H)
+        self.offsets, self.dims = field.level_table(spec)
+        self.layers = field.layer_table(spec)
+        parts = []
+        for o, i in spec.layer_shapes():
+            parts += [rng.normal(0.0, 1.0 / math.sqrt(max(i, 1)), o * i), rng.normal(0, 0.3, o)]
+        self.theta = np.concatenate(parts).astype(np.float32)
+        self.lat = rng.normal(0.0, 1.0, spec.n_latents).astype(np.float32)
+        self.target = rng.uniform(0.0, 1.0, (H * W, C)).astype(np.float32)
+        self.all = np.arange(W * H, dtype=np.int64)
+
+    def run(self, sel=None):
+        """Run the kernel; return (gbuf, loss, dfeat)."""
+        sel = self.all if sel is None else sel
+        ntiles = (sel.size + TILE - 1) // TILE
+        gbuf = np.zeros((ntiles, self.theta.size))
+        lbuf = np.zeros(ntiles)
+        dfeat = np.zeros((self.spec.n_levels, self.spec.width * self.spec.height), np.float32)
+        t = self.taps
+        train._mlp_grad(self.lat, self.offsets, self.dims, t.ri, t.rw, t.ci, t.cw, t.fr, t.fc,
+                        self.theta, self.layers, self.spec.channels, self.target, sel,
+                        self.spec.width, gbuf, lbuf, dfeat)
+        return gbuf, lbuf.sum() / (sel.size * self.spec.channels), dfeat
+
+    # float64 reference ---------------------------------------------------
+
+    def features(self, lat, sel):
+        """float64[n, n_inputs]: features of the selected pixels, from the taps."""
+        t = self.taps
+        r, c = np.divmod(sel, self.spec.width)
+        cols = []
+        for lev in range(self.spec.n_levels):
+            wk, off = int(self.dims[lev, 1]), int(self.offsets[lev])
+            v = np.zeros(sel.size)
+            for a in range(4):
+                for b in range(4):
+                    v += (t.rw[lev, r, a].astype(np.float64) * t.cw[lev, c, b]
+                          * lat[off + t.ri[lev, r, a] * wk + t.ci[lev, c, b]])
+            cols.append(v[:, None])
+        cols += [t.fc[c].astype(np.float64), t.fr[r].astype(np.float64)]
+        return np.concatenate(cols, axis=1)
+
+    def loss_from_features(self, theta, F, sel):
+        h = F.T
+        layers = naive.unpack_theta(self.spec, theta)
+        for k, (w, b) in enumerate(layers):
+            h = w @ h + b[:, None]
+            if k + 1 < len(layers):
+                h = np.maximum(h, 0.0)
+        out = h if self.spec.channels == 1 else naive.ycocg_to_rgb(h)
+        err = out.T - self.target[sel].astype(np.float64)
+        return float(np.sum(err ** 2)) / (sel.size * self.spec.channels)
+
+    def ref_loss(self, theta=None, lat=None, sel=None):
+        theta = np.asarray(self.theta if theta is None else theta, np.float64)
+        lat = np.asarray(self.lat if lat is None else lat, np.float64)
+        sel = self.all if sel is None else sel
+        return self.loss_from_features(theta, self.features(lat, sel), sel)
+
+
+def central_diff(f, x, indices, eps=1e-6):
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty(len(indices))
+    for k, i in enumerate(indices):
+        xp = x.copy()
+        xp[i] += eps
+        xm = x.copy()
+        xm[i] -= eps
+        out[k] = (f(xp) - f(xm)) / (2 * eps)
+    return out
+
+
+def assert_grad_close(got, want, rtol=2e-3):
+    """float32 kernels: relative agreement, with an absolute floor at the gradient scale."""
+    got = np.asarray(got, np.float64)
+    want = np.asarray(want, np.float64)
+    scale = np.abs(want).max()
+    assert scale > 1e-4, "degenerate test: the gradient is zero"
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-4 * scale)
+
+
+GRAD_SPECS = [
+    ModelSpec(7, 5, 3, 2, 0, 1, 2, 4),
+    ModelSpec(6, 7, 1, 3, 0, 0, 1, 5),
+    ModelSpec(9, 4, 3, 1, 1, 2, 0, 1),  # no hidden layer
+    ModelSpec(8, 6, 3, 0, 0, 2, 3, 3),  # no grids, three hidden layers
+    ModelSpec(19, 3, 3, 2, 0, 0, 1, 17),  # > BLOCK pixels and units, odd block tail
+]
+
+
+# ---------------------------------------------------------------------------
+# _mlp_grad.
+
+
+@pytest.mark.parametrize("k", range(len(GRAD_SPECS)))
+def test_reference_loss_matches_naive(k):
+    pb = GradProblem(GRAD_SPECS[k], seed=k)
+    sel = np.arange(0, pb.spec.width * pb.spec.height, 2, dtype=np.int64)
+    want = naive.pixel_loss(pb.spec, pb.theta, pb.lat, pb.target, sel)
+    assert pb.ref_loss(sel=sel) == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("k", range(len(GRAD_SPECS)))
+def test_mlp_grad_loss_matches_reference(k):
+    pb = GradProblem(GRAD_SPECS[k], seed=k)
+    sel = np.arange(0, pb.spec.width * pb.spec.height, 2, dtype=np.int64)
+    _, loss, _ = pb.run(sel=sel)
+    assert loss == pytest.approx(pb.ref_loss(sel=sel), rel=1e-5)
+
+
+@pytest.mark.parametrize("k", range(len(GRAD_SPECS)))
+def test_mlp_grad_parameters_vs_finite_differences(k):
+    pb = GradProblem(GRAD_SPECS[k], seed=10 + k)
+    gbuf, _, _ = pb.run()
+    fd = central_diff(lambda th: pb.ref_loss(theta=th), pb.theta, range(pb.theta.size))
+    assert_grad_close(gbuf.sum(axis=0), fd)
+
+
+def test_mlp_grad_subset_selection_vs_finite_differences():
+    pb = GradProblem(GRAD_SPECS[0], seed=3)
+    sel = np.array([0, 4, 5, 11, 23, 34], dtype=np.int64)
+    gbuf, _, _ = pb.run(sel=sel)
+    fd = central_diff(lambda th: pb.ref_loss(theta=th, sel=sel), pb.theta, range(pb.theta.size))
+    assert_grad_close(gbuf.sum(axis=0), fd)
+
+
+def test_mlp_grad_several_tiles_vs_finite_differences():
+    spec = ModelSpec(72, 64, 3, 2, 2, 0, 1, 3)  # 4608 pixels: two tiles
+    pb = GradProblem(spec, seed=5)
+    gbuf, loss, _ = pb.run()
+    assert gbuf.shape[0] == 2
+    assert np.abs(gbuf[0]).max() > 0 and np.abs(gbuf[1]).max() > 0
+    assert loss == pytest.approx(pb.ref_loss(), rel=1e-5)
+    fd = central_diff(lambda th: pb.ref_loss(theta=th), pb.theta, range(pb.theta.size))
+    assert_grad_close(gbuf.sum(axis=0), fd)
+    # Tile 0 holds the gradient of the first TILE pixels (same 1/n scaling).
+    n = spec.width * spec.height
+    first = pb.run(sel=np.arange(TILE, dtype=np.int64))[0].sum(axis=0) * TILE / n
+    np.testing.assert_allclose(gbuf[0], first, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("k", [0, 1, 4])
+def test_mlp_grad_feature_gradient_vs_finite_differences(k):
+    """dfeat[l, p] == d loss / d (grid feature l at pixel p), p selected; 0 elsewhere."""
+    pb = GradProblem(GRAD_SPECS[k], seed=30 + k)
+    n = pb.spec.width * pb.spec.height
+    sel = np.arange(1, n, 3, dtype=np.int64)
+    _, _, dfeat = pb.run(sel=sel)
+    F = pb.features(pb.lat.astype(np.float64), sel)
+    th = pb.theta.astype(np.float64)
+    L = pb.spec.n_levels
+    fd = central_diff(lambda f: pb.loss_from_features(th, f.reshape(F.shape), sel), F.ravel(),
+                      [s * F.shape[1] + lev for lev in range(L) for s in range(sel.size)])
+    assert_grad_close(dfeat[:, sel].ravel(), fd)
+    rest = np.setdiff1d(np.arange(n), sel)
+    assert (dfeat[:, rest] == 0).all()
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 4])
+def test_latent_gradient_chain_vs_finite_differences(k):
+    """_mlp_grad's dfeat back-projected by latent_grad == d loss / d latents."""
+    pb = GradProblem(GRAD_SPECS[k], seed=20 + k)
+    _, _, dfeat = pb.run()
+    glat = np.zeros(pb.lat.size)
+    train.latent_grad(dfeat, pb.taps, pb.offsets, pb.dims, pb.spec.width, glat)
+    fd = central_diff(lambda la: pb.ref_loss(lat=la), pb.lat, range(pb.lat.size))
+    assert_grad_close(glat, fd)
+
+
+# ---------------------------------------------------------------------------
+# latent_grad is the transpose of sampling.
+
+
+def sampling_matrix(spec: ModelSpec, taps, lev: int) -> np.ndarray:
+    """A[p, cell] such that the level's feature map is A @ grid (float64)."""
+    hk, wk = spec.level_dims()[lev]
+    H, W = spec.height, spec.width
+    R = np.zeros((H, hk))
+    C = np.zeros((W, wk))
+    for a in range(4):
+        np.add.at(R, (np.arange(H), taps.ri[lev, :, a]), taps.rw[lev, :, a].astype(np.float64))
+        np.add.at(C, (np.arange(W), taps.ci[lev, :, a]), taps.cw[lev, :, a].astype(np.float64))
+    return np.kron(R, C)
+
+
+SAMPLING_SPECS = [ModelSpec(13, 9, 3, 3, 0, 0, 1, 2), ModelSpec(20, 7, 1, 4, 1, 0, 1, 2),
+                  ModelSpec(5, 5, 3, 2, 2, 0, 1, 2), ModelSpec(33, 2, 3, 6, 0, 0, 1, 2)]
+
+
+@pytest.mark.parametrize("k", range(len(SAMPLING_SPECS)))
+def test_sampling_matrix_matches_naive_bspline(k):
+    spec = SAMPLING_SPECS[k]
+    taps = field.make_taps(spec, spec.width, spec.height)
+    rng = np.random.default_rng(k)
+    for lev, (hk, wk) in enumerate(spec.level_dims()):
+        grid = rng.normal(size=(hk, wk))
+        A = sampling_matrix(spec, taps, lev)
+        got = (A @ grid.ravel()).reshape(spec.height, spec.width)
+        f = 2 ** (spec.first_level + lev)
+        for r in range(spec.height):
+            for c in range(spec.width):
+                want = naive.sample_grid(grid, (r + 0.5) / f - 0.5, (c + 0.5) / f - 0.5)
+                assert got[r, c] == pytest.approx(want, abs=1e-5)
+
+
+@pytest.mark.parametrize("k", range(len(SAMPLING_SPECS)))
+def test_latent_grad_is_transpose_of_sampling(k):
+    spec = SAMPLING_SPECS[k]
+    H, W = spec.height, spec.width
+    taps = field.make_taps(spec, W, H)
+    offsets, dims = field.level_table(spec)
+    rng = np.random.default_rng(100 + k)
+    g = rng.normal(size=(spec.n_levels, H * W)).astype(np.float32)
+    g[:, rng.random(H * W) < 0.2] = 0.0  # the kernels skip zeros: exercise that path
+    out = np.full(spec.n_latents, np.nan)
+    train.latent_grad(g, taps, offsets, dims, W, out)
+    x = rng.normal(size=spec.n_latents)
+    lhs = float(out @ x)
+    rhs = 0.0
+    for lev in range(spec.n_levels):
+        A = sampling_matrix(spec, taps, lev)
+        part = out[offsets[lev]:offsets[lev + 1]]
+        np.testing.assert_allclose(part, A.T @ g[lev].astype(np.float64), rtol=1e-5, atol=1e-5)
+        # <A^T g, x> == <g, A x>, with A x from the naive sampler.
+        hk, wk = dims[lev]
+        grid = x[offsets[lev]:offsets[lev + 1]].reshape(hk, wk)
+        f = 2 ** (spec.first_level + lev)
+        ax = np.array([naive.sample_grid(grid, (r + 0.5) / f - 0.5, (c + 0.5) / f - 0.5)
+                       for r in range(H) for c in range(W)])
+        rhs += float(g[lev].astype(np.float64) @ ax)
+    assert lhs == pytest.approx(rhs, rel=1e-5, abs=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# Rate proxy.
+
+
+def _away_from_half(y, margin=0.02):
+    y = np.asarray(y, dtype=np.float64).copy()
+    frac = y - np.floor(y)
+    y[np.abs(frac - 0.5) < margin] += 2 * margin
+    return y
+
+
+LAPLACE_Y = [-4.3, -2.2, -1.0, -0.7, -0.45, -0.2, 0.0, 0.1, 0.3, 0.49, 0.52, 0.8, 1.0, 1.7, 3.3,
+             6.1]
+LAPLACE_B = [0.05, 0.3, 1.0, 2.5, 40.0]
+
+
+@pytest.mark.parametrize("b", LAPLACE_B)
+def test_laplace_bits_matches_naive(b):
+    for y in LAPLACE_Y:
+        bits, _, _ = train._laplace_bits(y, b)
+        assert bits == pytest.approx(naive.laplace_bits(y, b), rel=1e-9, abs=1e-9), (y, b)
+        assert bits >= 0
+
+
+def test_laplace_bits_integer_probabilities_sum_to_one():
+    for b in LAPLACE_B:
+        total = sum(2.0 ** -train._laplace_bits(float(k), b)[0] for k in range(-2000, 2001))
+        assert total == pytest.approx(1.0, abs=1e-9)
+
+
+def _fd_y(f, y, b, eps=1e-6):
+    return (f(y + eps, b) - f(y - eps, b)) / (2 * eps)
+
+
+def _fd_logb(f, y, b, eps=1e-6):
+    lb = math.log(b)
+    return (f(y, math.exp(lb + eps)) - f(y, math.exp(lb - eps))) / (2 * eps)
+
+
+def _kernel_bits(y, b):
+    return train._laplace_bits(y, b)[0]
+
+
+def _derivative_cases():
+    for b in LAPLACE_B:
+        for y in LAPLACE_Y:
+            if b < 0.1 and abs(y) < 0.5:
+                continue  # P = 1 - 1e-5: the bits are below double precision
+            yield y, b
+
+
+@pytest.mark.parametrize("b", LAPLACE_B)
+def test_laplace_bits_dy_vs_finite_differences(b):
+    for y, bb in _derivative_cases():
+        if bb != b:
+            continue
+        _, dy, _ = train._laplace_bits(y, b)
+        assert dy == pytest.approx(_fd_y(_kernel_bits, y, b), rel=1e-5, abs=1e-7), (y, b)
+        assert dy == pytest.approx(_fd_y(naive.laplace_bits, y, b), rel=1e-4, abs=1e-6), (y, b)
+
+
+@pytest.mark.parametrize("b", LAPLACE_B)
+def test_laplace_bits_dlogb_vs_finite_differences(b):
+    """Third return value: d bits / d log b."""
+    for y, bb in _derivative_cases():
+        if bb != b:
+            continue
+        _, _, dlb = train._laplace_bits(y, b)
+        assert dlb == pytest.approx(_fd_logb(_kernel_bits, y, b), rel=1e-5, abs=1e-7), (y, b)
+        assert dlb == pytest.approx(_fd_logb(naive.laplace_bits, y, b), rel=1e-4, abs=1e-6), (
+            y, b)
+
+
+def rate_problem(seed):
+    spec = ModelSpec(13, 10, 3, 3, 0, 0, 1, 2)
+    rng = np.random.default_rng(seed)
+    y = rng.laplace(0.0, 0.9, spec.n_latents)
+    y[rng.random(y.size) < 0.3] *= 0.2  # many rounded zeros
+    yhat = _away_from_half(y)
+    logb = rng.uniform(-1.5, 1.5, (spec.n_levels, train.N_RATE_CTX))
+    offsets, dims = field.level_table(spec)
+    return spec, yhat, logb, offsets, dims
+
+
+def run_rate(yhat, offsets, dims, logb, weight=1.0, glat=None, glogb=None):
+    glat = np.zeros(yhat.size) if glat is None else glat
+    glogb = np.zeros_like(logb) if glogb is None else glogb
+    total = train._rate(yhat, offsets, dims, logb, glat, glogb, weight)
+    return total, glat, glogb
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rate_total_matches_naive(seed):
+    spec, yhat, logb, offsets, dims = rate_problem(seed)
+    total, _, _ = run_rate(yhat, offsets, dims, logb)
+    assert total == pytest.approx(naive.rate_total(spec, yhat, logb), rel=1e-9)
+    # float32 latents, as the encoder passes them
+    y32 = yhat.astype(np.float32)
+    total32, _, _ = run_rate(y32, offsets, dims, logb)
+    assert total32 == pytest.approx(naive.rate_total(spec, y32.astype(np.float64), logb),
+                                    rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rate_latent_gradient_vs_finite_differences(seed):
+    _, yhat, logb, offsets, dims = rate_problem(seed)
+    w = 0.37
+    _, glat, _ = run_rate(yhat, offsets, dims, logb, weight=w)
+    fd = central_diff(lambda y: run_rate(y, offsets, dims, logb)[0], yhat, range(yhat.size))
+    np.testing.assert_allclose(glat, w * fd, rtol=1e-5, atol=1e-8)
+    assert np.abs(glat).max() > 0.1
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rate_scale_gradient_vs_finite_differences(seed):
+    _, yhat, logb, offsets, dims = rate_problem(seed)
+    w = 0.37
+    _, _, glogb = run_rate(yhat, offsets, dims, logb, weight=w)
+    flat = logb.reshape(-1)
+    fdb = central_diff(lambda lb: run_rate(yhat, offsets, dims, lb.reshape(logb.shape))[0],
+                       flat, range(flat.size))
+    assert np.count_nonzero(fdb) >= 6  # several context classes are in use
+    np.testing.assert_allclose(glogb.reshape(-1), w * fdb, rtol=1e-5, atol=1e-7)
+
+
+def test_rate_accumulates_into_gradients():
+    _, yhat, logb, offsets, dims = rate_problem(2)
+    _, g1, gb1 = run_rate(yhat, offsets, dims, logb, weight=0.5)
+    g0 = np.linspace(-1, 1, yhat.size)
+    gb0 = np.full_like(logb, 0.25)
+    _, g2, gb2 = run_rate(yhat, offsets, dims, logb, weight=0.5, glat=g0.copy(), glogb=gb0.copy())
+    np.testing.assert_allclose(g2, g0 + g1, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gb2, gb0 + gb1, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Adam.
+
+
+def test_adam_kernel_matches_numpy():
+    rng = np.random.default_rng(0)
+    n = 50
+    p = rng.normal(size=n)
+    m = np.zeros(n)
+    v = np.zeros(n)
+    p_ref, m_ref, v_ref = p.copy(), m.copy(), v.copy()
+    for t in (1, 2, 3):
+        g = rng.normal(size=n) * 10.0 ** rng.uniform(-3, 1, n)
+        train._adam(p, g, m, v, 0.01, 0.9, 0.999, 1e-8, t)
+        p_ref, m_ref, v_ref = naive.adam_step(p_ref, g, m_ref, v_ref, 0.01, 0.9, 0.999, 1e-8, t)
+        np.testing.assert_allclose(p, p_ref, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(m, m_ref, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(v, v_ref, rtol=1e-12, atol=1e-18)
+
+
+def test_adam_class_float32_parameters():
+    rng = np.random.default_rng(1)
+    p = rng.normal(size=20).astype(np.float32)
+    opt = train.Adam(p.size)
+    ref = p.astype(np.float64)
+    m = np.zeros(20)
+    v = np.zeros(20)
+    for t in range(1, 4):
+        g = rng.normal(size=20)
+        opt.step(p, g, 1e-2)
+        ref, m, v = naive.adam_step(ref, g, m, v, 1e-2, 0.9, 0.999, 1e-8, t)
+        assert opt.t == t
+        np.testing.assert_allclose(p, ref, rtol=1e-5, atol=1e-6)
+    # First step of Adam moves every parameter by about lr against its gradient sign.
+    p = np.zeros(5, np.float32)
+    train.Adam(5).step(p, np.array([3.0, -2.0, 1e-3, -1e-3, 5.0]), 0.1)
+    np.testing.assert_allclose(p, [-0.1, 0.1, -0.1, 0.1, -0.1], rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------
+# Thread count does not change results.
+
+
+_THREAD_SCRIPT = textwrap.dedent("""
+    import hashlib
+    import numba
+    import numpy as np
+    from nncodec import field, train
+    from nncodec._jit import TILE
+    from nncodec.encoder import encode_stats
+
+    sha = lambda b: hashlib.sha256(b).hexdigest()[:32]
+    print("threads", numba.get_num_threads())
+
+    # Parameter gradient over a selection spanning three tiles.
+    spec = field.ModelSpec(96, 96, 3, 3, 0, 1, 2, 8)
+    rng = np.random.default_rng(0)
+    taps = field.make_taps(spec, 96, 96)
+    offsets, dims = field.level_table(spec)
+    theta = rng.normal(0, 0.5, spec.n_params).astype(np.float32)
+    lat = rng.normal(0, 1, spec.n_latents).astype(np.float32)
+    target = rng.uniform(0, 1, (96 * 96, 3)).astype(np.float32)
+    sel = np.arange(96 * 96, dtype=np.int64)
+    nt = (sel.size + TILE - 1) // TILE
+    gbuf = np.zeros((nt, theta.size)); lbuf = np.zeros(nt)
+    dfeat = np.zeros((3, 96 * 96), np.float32)
+    train._mlp_grad(lat, offsets, dims, taps.ri, taps.rw, taps.ci, taps.cw, taps.fr, taps.fc,
+                    theta, field.layer_table(spec), 3, target, sel, 96, gbuf, lbuf, dfeat)
+    glat = np.zeros(lat.size)
+    train.latent_grad(dfeat, taps, offsets, dims, 96, glat)
+    print("tiles", nt)
+    print("grad", sha(gbuf.sum(axis=0).tobytes()), sha(lbuf.tobytes()), sha(glat.tobytes()))
+
+    # A short encode of an image large enough for two tiles per step.
+    y, x = np.mgrid[0:192, 0:192]
+    img = np.stack([x, y, (x + y) // 2], -1).astype(np.uint8)
+    img[40:90, 50:120] = (200, 30, 60)
+    data, st = encode_stats(img, budget=400, preset="fast", steps=30)
+    print("file", len(data), sha(data))
+""")
+
+
+def _run_threads(n):
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(n))
+    r = subprocess.run([sys.executable, "-c", _THREAD_SCRIPT], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
+
+
+def test_results_do_not_depend_on_thread_count():
+    one = _run_threads(1)
+    two = _run_threads(2)
+    assert one[0] == "threads 1" and two[0] == "threads 2"
+    assert one[1] == "tiles 3"
+    assert one[1:] == two[1:]
