@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -219,6 +220,25 @@ def write_plot(path: Path, doc: dict, codecs: list[str]) -> None:
 # --------------------------------------------------------------------------- CLI
 
 
+def merge(paths, tag: str, out_dir: Path) -> int:
+    """Combine rd-*.json files (e.g. shards of one run) into one report."""
+    docs = [json.loads(Path(p).read_text()) for p in paths]
+    doc = dict(docs[0])
+    doc["tag"] = tag
+    doc["merged_from"] = [str(p) for p in paths]
+    doc["images"] = sorted({name for d in docs for name in d["images"]})
+    doc["results"] = [r for d in docs for r in d["results"]]
+    doc["complete"] = all(d.get("complete") for d in docs)
+    doc["elapsed_s"] = max(d.get("elapsed_s", 0) for d in docs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path, png_path = (out_dir / f"rd-{tag}.{ext}" for ext in ("json", "md", "png"))
+    B.write_json_atomic(json_path, doc)
+    write_markdown(md_path, doc, doc["codecs"])
+    write_plot(png_path, doc, doc["codecs"])
+    print(md_path.read_text())
+    return 0
+
+
 def main(argv=None) -> int:
     """Run the RD benchmark and write rd-<tag>.json/.md/.png."""
     ap = argparse.ArgumentParser(description="RD benchmark: nncodec vs classical codecs at byte budgets")
@@ -231,7 +251,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dir", default=str(HERE / "results"))
     ap.add_argument("--tag", default=None, help="output name rd-<tag>.*; default: date-time")
     ap.add_argument("--preset", default=None, help="passed to nncodec.encode(preset=...)")
+    ap.add_argument("--shard", default=None,
+                    help="I/N: run only images I, I+N, I+2N, ... (0-based), e.g. one process "
+                         "per core with NUMBA_NUM_THREADS=1; combine with --merge")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="combine the results of several runs (shards) into rd-<tag>.*")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.tag or time.strftime("%Y%m%d-%H%M%S"), Path(args.out_dir))
 
     budgets = B.parse_budgets(args.budgets)
     codecs = [c.strip().lower() for c in args.codecs.split(",") if c.strip()]
@@ -246,6 +273,13 @@ def main(argv=None) -> int:
             print(f"error: nncodec requested but cannot be imported: {exc}", file=sys.stderr)
             return 2
     files = B.list_images(args.images, args.limit)
+    if args.shard:
+        try:
+            k, n = (int(v) for v in args.shard.split("/"))
+            assert 0 <= k < n
+        except (ValueError, AssertionError):
+            ap.error(f"--shard must look like 0/2, got {args.shard!r}")
+        files = files[k::n]
     cache = B.load_cache(args.baselines_cache)
     tag = args.tag or time.strftime("%Y%m%d-%H%M%S")
     out_dir = Path(args.out_dir)

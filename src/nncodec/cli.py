@@ -180,8 +180,10 @@ def _decode(args) -> int:
         except KeyError:
             raise NniError(f"cannot tell the image format from {args.output!r}: "
                            "use an extension such as .png, .jpg or .webp") from None
+        # Lossy output formats get a high quality: the render is the product.
+        opts = {"quality": 95} if fmt in ("JPEG", "WEBP", "AVIF") else {}
         try:
-            im.save(buf, format=fmt)
+            im.save(buf, format=fmt, **opts)
         except (OSError, ValueError, KeyError) as e:
             raise NniError(f"cannot write {fmt} image: {e}") from None
     _write_atomic(args.output, buf.getvalue())

@@ -15,6 +15,7 @@ Pipeline (see README, "How it works"):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -48,7 +49,9 @@ PRESETS = {
 
 #: Fraction of the budget the rate controller aims for during training; the
 #: final dead-zone search makes up the difference.
-FILL_TARGET = 0.97
+FILL_TARGET = 0.98
+#: Grid sampling stencil of the grid model (field.STENCILS).
+DEFAULT_STENCIL = 0
 #: Images up to this many pixels train on every pixel at every step.
 FULL_BATCH_PIXELS = 16384
 #: Peak Adam learning rates of the latents and of the MLP.
@@ -145,7 +148,8 @@ def choose_spec(width: int, height: int, channels: int, budget: int, model: str 
         hidden, width_h = 2, 16
     else:
         hidden, width_h = 2, 24
-    return ModelSpec(width, height, channels, n_levels, first, 0, hidden, width_h)
+    return ModelSpec(width, height, channels, n_levels, first, 0, hidden, width_h,
+                     stencil=DEFAULT_STENCIL)
 
 
 def _to_ycocg_mean(img: np.ndarray) -> np.ndarray:
@@ -174,7 +178,8 @@ class Trainer:
         self.opt_theta = Adam(self.theta.size)
         self.opt_lat = Adam(self.lat.size)
         self.opt_logb = Adam(self.logb.size)
-        self.dfeat = np.zeros((spec.n_levels, self.h * self.w), np.float32)
+        self.dfeat = np.zeros((spec.n_levels * self.taps.st.shape[0], self.h * self.w),
+                              np.float32)
 
     def _init_theta(self, img) -> np.ndarray:
         parts = []
@@ -219,7 +224,7 @@ class Trainer:
         gbuf = np.zeros((ntiles, self.theta.size), np.float64)
         lbuf = np.zeros(ntiles, np.float64)
         t = self.taps
-        _mlp_grad(yhat, self.offsets, self.dims, t.ri, t.rw, t.ci, t.cw, t.fr, t.fc, theta,
+        _mlp_grad(yhat, self.offsets, self.dims, t.ri, t.rw, t.ci, t.cw, t.fr, t.fc, t.st, theta,
                   self.layers, self.c, self.target, sel, self.w, gbuf, lbuf, self.dfeat)
         gtheta = gbuf.sum(axis=0)
         glat = np.zeros(self.lat.size, np.float64)
@@ -228,8 +233,11 @@ class Trainer:
         glogb = np.zeros_like(self.logb)
         bits = 0.0
         if self.lat.size:
-            bits = _rate(yhat, self.offsets, self.dims, self.logb, glat, glogb,
-                         lam / (self.h * self.w))
+            # With hard rounding the rate is taken at the continuous latents:
+            # at an integer its straight-through gradient would vanish and
+            # nothing would hold small latents at zero.
+            bits = _rate(self.lat if hard else yhat, self.offsets, self.dims, self.logb, glat,
+                         glogb, lam / (self.h * self.w))
         self.opt_theta.step(self.theta, gtheta, lr_mlp)
         if self.lat.size:
             self.opt_lat.step(self.lat, glat, lr_lat)
@@ -338,28 +346,27 @@ def _deadzone_fit(spec, q, ws, bs, latf, budget, metadata):
 
 
 def _fit(spec, theta, latf, ws, bs, budget, metadata, img):
-    """Make the file fit the budget with the least damage.
+    """Make the file fit the budget with the least damage, and fill it.
 
-    Candidates coarsen every weight step by 0..3 table entries, each with the
-    smallest latent dead-zone that fits; the one with the lowest decoded
+    Candidates shift every weight step by -2..+3 table entries (finer steps
+    spend bytes the training left unused, coarser ones save bytes), each with
+    the smallest latent dead-zone that fits; the one with the lowest decoded
     error wins. Returns the file bytes or raises BudgetError.
     """
     h, w = img.shape[:2]
     best = None
-    for delta in range(0, 4 if len(latf) else 64):
-        ws2 = [max(0, s - delta) for s in ws]
-        bs2 = [max(0, s - delta) for s in bs]
+    for delta in range(-2, 4 if len(latf) else 64):
+        ws2 = [min(63, max(0, s - delta)) for s in ws]
+        bs2 = [min(63, max(0, s - delta)) for s in bs]
         q, deq = _quantize_theta(spec, theta, ws2, bs2)
         found = _deadzone_fit(spec, q, ws2, bs2, latf, budget, metadata)
         if found is None:
             continue
         data, latq = found
-        if delta == 0 and np.array_equal(latq, _quantize_latents(latf, 0.0)):
-            return data  # fits as trained
         err = _mse01(render(spec, deq, latq.astype(np.float32), w, h).reshape(img.shape), img)
         if best is None or err < best[0]:
             best = (err, data)
-        if len(latf) == 0:
+        if len(latf) == 0 and delta >= 0:
             break
     if best is None:
         raise BudgetError("budget too small for this model")
@@ -429,11 +436,9 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
         if est <= 0.6 * nbytes or (spec.hidden_width <= 2 and spec.n_hidden == 0):
             break
         if spec.hidden_width > 4:
-            spec = ModelSpec(w, h, c, spec.n_levels, spec.first_level, spec.n_fourier,
-                             spec.n_hidden, max(2, spec.hidden_width * 2 // 3))
+            spec = dataclasses.replace(spec, hidden_width=max(2, spec.hidden_width * 2 // 3))
         elif spec.n_hidden > 0:
-            spec = ModelSpec(w, h, c, spec.n_levels, spec.first_level, spec.n_fourier,
-                             spec.n_hidden - 1, spec.hidden_width)
+            spec = dataclasses.replace(spec, n_hidden=spec.n_hidden - 1)
         else:
             break
     log.info("model: %s", spec)
@@ -459,7 +464,7 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
             est_steps = _quantize_weights(spec, tr.theta, tr.lat, img, lam, metadata)
         sel = tr.sample(cfg.sample_fraction)
         mse, bits = tr.step(sel, lam, hard, LR_LAT * decay, LR_MLP * decay, qsteps)
-        if it % check_every == check_every - 1 and it < n_steps - n_hard // 2:
+        if it % check_every == check_every - 1 and it < n_steps - check_every:
             ws, bs = qsteps or est_steps or _default_steps(spec, tr.theta)
             q, _ = _quantize_theta(spec, tr.theta, ws, bs)
             size = len(_file(spec, q, ws, bs, np.floor(tr.lat + 0.5).astype(np.int64), metadata))

@@ -32,6 +32,15 @@ from ._jit import njit, pjit, prange
 KERNEL_BSPLINE = 0
 ACT_RELU = 0
 
+#: Sampling stencils: offsets (dy, dx) in coded pixels at which every grid is
+#: sampled around the point. Stencil 1 gives the MLP a continuous analogue of
+#: a 3x3 "plus" convolution over the upsampled grids (local derivatives), yet
+#: the field stays a function of the continuous coordinate.
+STENCILS = {
+    0: ((0, 0),),
+    1: ((0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)),
+}
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -47,10 +56,11 @@ class ModelSpec:
     hidden_width: int  # units per hidden layer, 1..64
     kernel: int = KERNEL_BSPLINE
     activation: int = ACT_RELU
+    stencil: int = 0  # key of STENCILS: where each grid is sampled
 
     @property
     def n_inputs(self) -> int:
-        return self.n_levels + 4 * self.n_fourier
+        return self.n_levels * len(STENCILS[self.stencil]) + 4 * self.n_fourier
 
     def level_dims(self) -> list[tuple[int, int]]:
         """Return ``(rows, cols)`` of each latent grid, finest first."""
@@ -85,14 +95,16 @@ class ModelSpec:
 # Sampling positions and interpolation taps.
 
 
-def axis_taps(n_out: int, n_coded: int, level: int, grid_len: int, sub: int = 1):
+def axis_taps(n_out: int, n_coded: int, level: int, grid_len: int, sub: int = 1,
+              shift: float = 0.0):
     """Cubic B-spline taps of one grid along one axis.
 
     Sample ``s`` (of ``n_out * sub``) lies at ``u = (s + 0.5) * n_coded /
-    (n_out * sub)`` coded pixels. Returns ``(idx int32[n, 4], w float32[n, 4])``.
+    (n_out * sub) + shift`` coded pixels. Returns ``(idx int32[n, 4], w
+    float32[n, 4])``.
     """
     n = n_out * sub
-    u = (np.arange(n, dtype=np.float64) + 0.5) * (n_coded / n)
+    u = (np.arange(n, dtype=np.float64) + 0.5) * (n_coded / n) + shift
     g = u / float(1 << level) - 0.5
     i0 = np.floor(g)
     t = g - i0
@@ -122,31 +134,41 @@ def fourier_table(n_out: int, n_coded: int, n_freq: int, sub: int = 1) -> np.nda
 
 @dataclass
 class Taps:
-    """Interpolation taps and Fourier tables for one sampling grid."""
+    """Interpolation taps and Fourier tables for one sampling grid.
 
-    ri: np.ndarray  # int32[L, rows, 4]
-    rw: np.ndarray  # float32[L, rows, 4]
-    ci: np.ndarray  # int32[L, cols, 4]
-    cw: np.ndarray  # float32[L, cols, 4]
+    Axis tables have one entry per shift in ``shifts``; ``st[s]`` gives the
+    (row shift, column shift) indices of stencil point ``s``.
+    """
+
+    ri: np.ndarray  # int32[T, L, rows, 4]
+    rw: np.ndarray  # float32[T, L, rows, 4]
+    ci: np.ndarray  # int32[T, L, cols, 4]
+    cw: np.ndarray  # float32[T, L, cols, 4]
     fr: np.ndarray  # float32[rows, 2M]
     fc: np.ndarray  # float32[cols, 2M]
+    st: np.ndarray  # int64[S, 2]
 
 
 def make_taps(spec: ModelSpec, out_w: int, out_h: int, sx: int = 1, sy: int = 1) -> Taps:
     """Build taps for rendering ``out_w x out_h`` with ``sx x sy`` supersampling."""
     L = spec.n_levels
+    stencil = STENCILS[spec.stencil]
+    shifts = sorted({d for p in stencil for d in p})
+    st = np.array([[shifts.index(dy), shifts.index(dx)] for dy, dx in stencil], np.int64)
+    T = len(shifts)
     rows, cols = out_h * sy, out_w * sx
-    ri = np.zeros((L, rows, 4), np.int32)
-    rw = np.zeros((L, rows, 4), np.float32)
-    ci = np.zeros((L, cols, 4), np.int32)
-    cw = np.zeros((L, cols, 4), np.float32)
-    for lev, (hk, wk) in enumerate(spec.level_dims()):
-        k = spec.first_level + lev
-        ri[lev], rw[lev] = axis_taps(out_h, spec.height, k, hk, sy)
-        ci[lev], cw[lev] = axis_taps(out_w, spec.width, k, wk, sx)
+    ri = np.zeros((T, L, rows, 4), np.int32)
+    rw = np.zeros((T, L, rows, 4), np.float32)
+    ci = np.zeros((T, L, cols, 4), np.int32)
+    cw = np.zeros((T, L, cols, 4), np.float32)
+    for t, d in enumerate(shifts):
+        for lev, (hk, wk) in enumerate(spec.level_dims()):
+            k = spec.first_level + lev
+            ri[t, lev], rw[t, lev] = axis_taps(out_h, spec.height, k, hk, sy, d)
+            ci[t, lev], cw[t, lev] = axis_taps(out_w, spec.width, k, wk, sx, d)
     fr = fourier_table(out_h, spec.height, spec.n_fourier, sy)
     fc = fourier_table(out_w, spec.width, spec.n_fourier, sx)
-    return Taps(ri, rw, ci, cw, fr, fc)
+    return Taps(ri, rw, ci, cw, fr, fc, st)
 
 
 def layer_table(spec: ModelSpec) -> np.ndarray:
@@ -172,9 +194,14 @@ BLOCK = 16
 
 
 @njit
-def _features_block(lat, offsets, dims, ri, rw, ci, cw, fr, fc, rows, cols, nb, X):
-    """Write the features of samples (rows[b], cols[b]), b < nb, into X[:, b]."""
+def _features_block(lat, offsets, dims, ri, rw, ci, cw, fr, fc, st, rows, cols, nb, X):
+    """Write the features of samples (rows[b], cols[b]), b < nb, into X[:, b].
+
+    Feature ``lev * S + s`` is grid ``lev`` sampled at stencil point ``s``;
+    the Fourier features follow the ``L * S`` grid features.
+    """
     L = dims.shape[0]
+    S = st.shape[0]
     m2 = fr.shape[1]
     for b in range(nb):
         r = rows[b]
@@ -182,17 +209,20 @@ def _features_block(lat, offsets, dims, ri, rw, ci, cw, fr, fc, rows, cols, nb, 
         for lev in range(L):
             off = offsets[lev]
             wk = dims[lev, 1]
-            v = np.float32(0.0)
-            for a in range(4):
-                base = off + ri[lev, r, a] * wk
-                s = np.float32(0.0)
-                for t in range(4):
-                    s += cw[lev, c, t] * lat[base + ci[lev, c, t]]
-                v += rw[lev, r, a] * s
-            X[lev, b] = v
+            for s_ in range(S):
+                tr = st[s_, 0]
+                tc = st[s_, 1]
+                v = np.float32(0.0)
+                for a in range(4):
+                    base = off + ri[tr, lev, r, a] * wk
+                    s = np.float32(0.0)
+                    for t in range(4):
+                        s += cw[tc, lev, c, t] * lat[base + ci[tc, lev, c, t]]
+                    v += rw[tr, lev, r, a] * s
+                X[lev * S + s_, b] = v
         for m in range(m2):
-            X[L + m, b] = fc[c, m]
-            X[L + m2 + m, b] = fr[r, m]
+            X[L * S + m, b] = fc[c, m]
+            X[L * S + m2 + m, b] = fr[r, m]
 
 
 @njit
@@ -211,20 +241,18 @@ def _mlp_forward_block(theta, layers, H, Z):
         ni = layers[k, 1]
         bb = p + no * ni
         for o in range(no):
-            acc = Z[k, o]
             bias = theta[bb + o]
             for b in range(BLOCK):
-                acc[b] = bias
+                Z[k, o, b] = bias
             row = p + o * ni
             for i in range(ni):
                 w = theta[row + i]
-                hi = H[k, i]
                 for b in range(BLOCK):
-                    acc[b] += w * hi[b]
+                    Z[k, o, b] += w * H[k, i, b]
             if k + 1 < nl:
-                hn = H[k + 1, o]
                 for b in range(BLOCK):
-                    hn[b] = acc[b] if acc[b] > 0.0 else np.float32(0.0)
+                    v = Z[k, o, b]
+                    H[k + 1, o, b] = v if v > 0.0 else np.float32(0.0)
         p = bb + no
 
 
@@ -251,7 +279,7 @@ def _max_width(layers):
 
 
 @pjit
-def _render(lat, offsets, dims, ri, rw, ci, cw, fr, fc, theta, layers, channels, sy, sx, out):
+def _render(lat, offsets, dims, ri, rw, ci, cw, fr, fc, st, theta, layers, channels, sy, sx, out):
     """Render ``out`` (uint8[H', W', C]) from supersampled taps.
 
     Output pixel (i, j) averages the colours of samples (i*sy + a, j*sx + b),
@@ -277,7 +305,8 @@ def _render(lat, offsets, dims, ri, rw, ci, cw, fr, fc, theta, layers, channels,
                 nb = min(BLOCK, ncols - c0)
                 for b in range(nb):
                     cols[b] = c0 + b
-                _features_block(lat, offsets, dims, ri, rw, ci, cw, fr, fc, rows, cols, nb, Hb[0])
+                _features_block(lat, offsets, dims, ri, rw, ci, cw, fr, fc, st, rows, cols, nb,
+                                Hb[0])
                 _mlp_forward_block(theta, layers, Hb, Zb)
                 for b in range(nb):
                     _to_rgb(Zb[nl - 1], channels, b, rgb)
@@ -316,7 +345,7 @@ def render(spec: ModelSpec, theta: np.ndarray, lat: np.ndarray, out_w: int, out_
         r1 = min(out_h, r0 + band_rows)
         s0, s1 = r0 * sy, r1 * sy
         band = np.ascontiguousarray
-        _render(lat, offsets, dims, band(full.ri[:, s0:s1]), band(full.rw[:, s0:s1]), full.ci,
-                full.cw, band(full.fr[s0:s1]), full.fc, theta, layers, spec.channels, sy, sx,
-                out[r0:r1])
+        _render(lat, offsets, dims, band(full.ri[:, :, s0:s1]), band(full.rw[:, :, s0:s1]),
+                full.ci, full.cw, band(full.fr[s0:s1]), full.fc, full.st, theta, layers,
+                spec.channels, sy, sx, out[r0:r1])
     return out

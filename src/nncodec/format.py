@@ -46,6 +46,8 @@ HEADER_FIELDS = (
     Field("colour", 1, 0, 1, "0: grey, 1 channel; 1: colour, 3 channels (YCoCg)"),
     Field("kernel", 2, 0, 0, "latent interpolation kernel; 0: cubic B-spline"),
     Field("activation", 2, 0, 0, "hidden-layer activation; 0: ReLU"),
+    Field("stencil", 2, 0, 1, "grid sampling stencil; 0: the point; 1: the point and its "
+          "4 neighbours at 1 coded pixel"),
     Field("n_levels", 3, 0, 7, "number of latent grids L"),
     Field("first_level", 3, 0, 7, "grid l is downsampled by 2^(first_level + l)"),
     Field("n_fourier", 4, 0, 15, "Fourier frequencies per axis M"),
@@ -92,6 +94,7 @@ def spec_to_fields(spec: ModelSpec, has_metadata: bool) -> dict:
         "colour": 1 if spec.channels == 3 else 0,
         "kernel": spec.kernel,
         "activation": spec.activation,
+        "stencil": spec.stencil,
         "n_levels": spec.n_levels,
         "first_level": spec.first_level,
         "n_fourier": spec.n_fourier,
@@ -113,6 +116,7 @@ def fields_to_spec(f: dict) -> ModelSpec:
         hidden_width=f["hidden_width_minus_1"] + 1,
         kernel=f["kernel"],
         activation=f["activation"],
+        stencil=f["stencil"],
     )
 
 

@@ -33,19 +33,19 @@ N_RATE_CTX = 8
 
 
 @pjit
-def _mlp_grad(lat, offsets, dims, ri, rw, ci, cw, fr, fc, theta, layers, channels,
+def _mlp_grad(lat, offsets, dims, ri, rw, ci, cw, fr, fc, st, theta, layers, channels,
               target, sel, width, gbuf, lbuf, dfeat):
     """Forward and backward over the selected pixels.
 
     Writes per-tile parameter gradients to ``gbuf[t]`` (float64[T, P]), per-tile
     squared-error sums to ``lbuf[t]`` and the gradient of the loss
     (sum of squared RGB errors / (n * C)) w.r.t. each grid feature to
-    ``dfeat[l, p]`` (float32[L, H*W]).
+    ``dfeat[f, p]`` (float32[L * S, H*W]), for grid feature ``f``.
     """
     n = sel.shape[0]
     ntiles = (n + TILE - 1) // TILE
     nl = layers.shape[0]
-    L = dims.shape[0]
+    LS = dims.shape[0] * st.shape[0]
     maxw = _max_width(layers)
     scale = np.float32(2.0 / (n * channels))
     for t in prange(ntiles):
@@ -65,7 +65,8 @@ def _mlp_grad(lat, offsets, dims, ri, rw, ci, cw, fr, fc, theta, layers, channel
                 p = sel[s0 + b]
                 rows[b] = p // width
                 cols[b] = p - rows[b] * width
-            _features_block(lat, offsets, dims, ri, rw, ci, cw, fr, fc, rows, cols, nb, Hb[0])
+            _features_block(lat, offsets, dims, ri, rw, ci, cw, fr, fc, st, rows, cols, nb,
+                            Hb[0])
             _mlp_forward_block(theta, layers, Hb, Zb)
             # d loss / d output (YCoCg): transpose of the colour transform.
             for ch in range(channels):
@@ -97,31 +98,27 @@ def _mlp_grad(lat, offsets, dims, ri, rw, ci, cw, fr, fc, theta, layers, channel
                     for b in range(BLOCK):
                         dH[i, b] = 0.0
                 for o in range(no):
-                    d = dZ[o]
                     sb = np.float32(0.0)
                     for b in range(BLOCK):
-                        sb += d[b]
+                        sb += dZ[o, b]
                     g[bb + o] += sb
                     row = wb + o * ni
                     for i in range(ni):
                         w = theta[row + i]
-                        hi = Hb[k, i]
-                        dh = dH[i]
                         sw = np.float32(0.0)
                         for b in range(BLOCK):
-                            sw += d[b] * hi[b]
-                            dh[b] += d[b] * w
+                            sw += dZ[o, b] * Hb[k, i, b]
+                            dH[i, b] += dZ[o, b] * w
                         g[row + i] += sw
                 if k > 0:
                     for i in range(ni):
-                        zi = Zb[k - 1, i]
                         for b in range(BLOCK):
-                            dZ[i, b] = dH[i, b] if zi[b] > 0.0 else np.float32(0.0)
+                            dZ[i, b] = dH[i, b] if Zb[k - 1, i, b] > 0.0 else np.float32(0.0)
                 pend = wb
             for b in range(nb):
                 p = sel[s0 + b]
-                for lev in range(L):
-                    dfeat[lev, p] = dH[lev, b]
+                for f in range(LS):
+                    dfeat[f, p] = dH[f, b]
         lbuf[t] = loss
 
 
@@ -142,12 +139,10 @@ def _grid_grad_rows(dfeat_l, ci, cw, width, wk, tmp):
 
 @pjit
 def _grid_grad_cols(tmp, ri, rw, hk, out):
-    """out[a, b] = sum_y rw[y, t] * tmp[y, b] over y with ri[y, t] == a."""
+    """out[a, b] += sum_y rw[y, t] * tmp[y, b] over y with ri[y, t] == a."""
     H = tmp.shape[0]
     wk = tmp.shape[1]
     for b in prange(wk):
-        for a in range(hk):
-            out[a * wk + b] = 0.0
         for y in range(H):
             d = tmp[y, b]
             if d != 0.0:
@@ -156,13 +151,22 @@ def _grid_grad_cols(tmp, ri, rw, hk, out):
 
 
 def latent_grad(dfeat, taps, offsets, dims, width, out):
-    """Back-project per-pixel feature gradients onto the grids (into ``out``)."""
+    """Back-project per-pixel feature gradients onto the grids (into ``out``).
+
+    The transpose of the separable sampling, as two gathers (rows, then
+    columns), each output written by one loop iteration in a fixed order.
+    """
     height = dfeat.shape[1] // width
+    S = taps.st.shape[0]
+    out[:] = 0.0
     for lev in range(dims.shape[0]):
         hk, wk = int(dims[lev, 0]), int(dims[lev, 1])
         tmp = np.empty((height, wk), dtype=np.float64)
-        _grid_grad_rows(dfeat[lev], taps.ci[lev], taps.cw[lev], width, wk, tmp)
-        _grid_grad_cols(tmp, taps.ri[lev], taps.rw[lev], hk, out[offsets[lev]:offsets[lev + 1]])
+        for s in range(S):
+            tr, tc = int(taps.st[s, 0]), int(taps.st[s, 1])
+            _grid_grad_rows(dfeat[lev * S + s], taps.ci[tc, lev], taps.cw[tc, lev], width, wk, tmp)
+            _grid_grad_cols(tmp, taps.ri[tr, lev], taps.rw[tr, lev], hk,
+                            out[offsets[lev]:offsets[lev + 1]])
 
 
 @njit
