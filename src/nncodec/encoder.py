@@ -52,6 +52,8 @@ PRESETS = {
 FILL_TARGET = 0.98
 #: Grid sampling stencil of the grid model (field.STENCILS).
 DEFAULT_STENCIL = 0
+#: Coarsest levels that carry two extra (chroma-like) grids, colour images.
+DEFAULT_CHROMA = 3
 #: Images up to this many pixels train on every pixel at every step.
 FULL_BATCH_PIXELS = 16384
 #: Peak Adam learning rates of the latents and of the MLP.
@@ -148,8 +150,9 @@ def choose_spec(width: int, height: int, channels: int, budget: int, model: str 
         hidden, width_h = 2, 16
     else:
         hidden, width_h = 2, 24
+    n_chroma = min(n_levels, DEFAULT_CHROMA) if channels == 3 else 0
     return ModelSpec(width, height, channels, n_levels, first, 0, hidden, width_h,
-                     stencil=DEFAULT_STENCIL)
+                     stencil=DEFAULT_STENCIL, n_chroma=n_chroma)
 
 
 def _to_ycocg_mean(img: np.ndarray) -> np.ndarray:
@@ -174,11 +177,11 @@ class Trainer:
         self.layers = layer_table(spec)
         self.theta = self._init_theta(img)
         self.lat = np.zeros(spec.n_latents, np.float32)
-        self.logb = np.zeros((spec.n_levels, N_RATE_CTX), np.float64)
+        self.logb = np.zeros((spec.n_grids, N_RATE_CTX), np.float64)
         self.opt_theta = Adam(self.theta.size)
         self.opt_lat = Adam(self.lat.size)
         self.opt_logb = Adam(self.logb.size)
-        self.dfeat = np.zeros((spec.n_levels * self.taps.st.shape[0], self.h * self.w),
+        self.dfeat = np.zeros((spec.n_grids * self.taps.st.shape[0], self.h * self.w),
                               np.float32)
 
     def _init_theta(self, img) -> np.ndarray:

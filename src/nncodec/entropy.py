@@ -10,9 +10,10 @@ compute identical probabilities on every machine.
 Order of the stream (``spec/decoding.md`` section "Entropy decoding"):
 
 1. the network parameters, layer by layer, weights then biases;
-2. the latent grids, coarsest first, each in raster order. A latent's
-   contexts use its causal neighbours (left, top-left, top, top-right) and its
-   parent, the co-located value of the next coarser grid.
+2. the latent grids in reverse order (last grid first), each in raster
+   order. A latent's contexts use its causal neighbours (left, top-left, top,
+   top-right) and its parent: the co-located value of the next grid when
+   that grid is half as large (rounded up) in both directions.
 
 Public entry points: :func:`encode_payload` and :func:`decode_payload`.
 """
@@ -228,6 +229,14 @@ def _neigh(q, i, j, hk, wk):
 
 
 @njit
+def _is_parent(dims, lev):
+    """True if grid lev + 1 is the next coarser level of grid lev (half size, rounded up)."""
+    if lev + 1 >= dims.shape[0]:
+        return False
+    return dims[lev + 1, 0] == (dims[lev, 0] + 1) // 2 and dims[lev + 1, 1] == (dims[lev, 1] + 1) // 2
+
+
+@njit
 def _zero_class(s):
     if s == 0:
         return 0
@@ -308,7 +317,7 @@ def _code_latents_enc(st, out, probs, lat, offsets, dims, ctx_base):
         hk = dims[lev, 0]
         wk = dims[lev, 1]
         q = lat[offsets[lev] : offsets[lev] + hk * wk].reshape((hk, wk))
-        has_parent = lev + 1 < nlev
+        has_parent = _is_parent(dims, lev)
         if has_parent:
             hp = dims[lev + 1, 0]
             wp = dims[lev + 1, 1]
@@ -349,7 +358,7 @@ def _code_latents_dec(st, data, probs, lat, offsets, dims, ctx_base):
         hk = dims[lev, 0]
         wk = dims[lev, 1]
         q = lat[offsets[lev] : offsets[lev] + hk * wk].reshape((hk, wk))
-        has_parent = lev + 1 < nlev
+        has_parent = _is_parent(dims, lev)
         if has_parent:
             hp = dims[lev + 1, 0]
             wp = dims[lev + 1, 1]

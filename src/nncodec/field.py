@@ -57,16 +57,33 @@ class ModelSpec:
     kernel: int = KERNEL_BSPLINE
     activation: int = ACT_RELU
     stencil: int = 0  # key of STENCILS: where each grid is sampled
+    n_chroma: int = 0  # coarsest levels that carry two extra grids
+
+    def grid_levels(self) -> list[int]:
+        """Downsampling exponent k of every grid, in coding order.
+
+        First the main grids, one per level, finest first; then, for each of
+        two extra channels, one grid for each of the ``n_chroma`` coarsest
+        levels, finest first. Extra channels give the MLP low-resolution
+        inputs of its own, as chroma planes do in classical codecs.
+        """
+        main = [self.first_level + lev for lev in range(self.n_levels)]
+        extra = main[len(main) - self.n_chroma:] if self.n_chroma else []
+        return main + extra + extra
+
+    @property
+    def n_grids(self) -> int:
+        return self.n_levels + 2 * self.n_chroma
 
     @property
     def n_inputs(self) -> int:
-        return self.n_levels * len(STENCILS[self.stencil]) + 4 * self.n_fourier
+        return self.n_grids * len(STENCILS[self.stencil]) + 4 * self.n_fourier
 
     def level_dims(self) -> list[tuple[int, int]]:
-        """Return ``(rows, cols)`` of each latent grid, finest first."""
+        """Return ``(rows, cols)`` of each latent grid, in coding order."""
         out = []
-        for lev in range(self.n_levels):
-            f = 1 << (self.first_level + lev)
+        for k in self.grid_levels():
+            f = 1 << k
             out.append((-(-self.height // f), -(-self.width // f)))
         return out
 
@@ -151,7 +168,7 @@ class Taps:
 
 def make_taps(spec: ModelSpec, out_w: int, out_h: int, sx: int = 1, sy: int = 1) -> Taps:
     """Build taps for rendering ``out_w x out_h`` with ``sx x sy`` supersampling."""
-    L = spec.n_levels
+    L = spec.n_grids
     stencil = STENCILS[spec.stencil]
     shifts = sorted({d for p in stencil for d in p})
     st = np.array([[shifts.index(dy), shifts.index(dx)] for dy, dx in stencil], np.int64)
@@ -162,8 +179,7 @@ def make_taps(spec: ModelSpec, out_w: int, out_h: int, sx: int = 1, sy: int = 1)
     ci = np.zeros((T, L, cols, 4), np.int32)
     cw = np.zeros((T, L, cols, 4), np.float32)
     for t, d in enumerate(shifts):
-        for lev, (hk, wk) in enumerate(spec.level_dims()):
-            k = spec.first_level + lev
+        for lev, ((hk, wk), k) in enumerate(zip(spec.level_dims(), spec.grid_levels())):
             ri[t, lev], rw[t, lev] = axis_taps(out_h, spec.height, k, hk, sy, d)
             ci[t, lev], cw[t, lev] = axis_taps(out_w, spec.width, k, wk, sx, d)
     fr = fourier_table(out_h, spec.height, spec.n_fourier, sy)

@@ -50,6 +50,7 @@ HEADER_FIELDS = (
           "4 neighbours at 1 coded pixel"),
     Field("n_levels", 3, 0, 7, "number of latent grids L"),
     Field("first_level", 3, 0, 7, "grid l is downsampled by 2^(first_level + l)"),
+    Field("n_chroma", 3, 0, 7, "coarsest levels carrying two extra grids; at most n_levels"),
     Field("n_fourier", 4, 0, 15, "Fourier frequencies per axis M"),
     Field("n_hidden", 2, 0, 3, "number of hidden layers"),
     Field("hidden_width_minus_1", 6, 0, 63, "units per hidden layer minus 1"),
@@ -97,6 +98,7 @@ def spec_to_fields(spec: ModelSpec, has_metadata: bool) -> dict:
         "stencil": spec.stencil,
         "n_levels": spec.n_levels,
         "first_level": spec.first_level,
+        "n_chroma": spec.n_chroma,
         "n_fourier": spec.n_fourier,
         "n_hidden": spec.n_hidden,
         "hidden_width_minus_1": spec.hidden_width - 1,
@@ -112,6 +114,7 @@ def fields_to_spec(f: dict) -> ModelSpec:
         n_levels=f["n_levels"],
         first_level=f["first_level"],
         n_fourier=f["n_fourier"],
+        n_chroma=f["n_chroma"],
         n_hidden=f["n_hidden"],
         hidden_width=f["hidden_width_minus_1"] + 1,
         kernel=f["kernel"],
@@ -134,6 +137,9 @@ def validate_spec(spec: ModelSpec) -> None:
         raise FormatError(
             f"header fields first_level + n_levels = {spec.first_level + spec.n_levels} "
             "exceed 8")
+    if spec.n_chroma > spec.n_levels:
+        raise FormatError(
+            f"header field n_chroma = {spec.n_chroma} exceeds n_levels = {spec.n_levels}")
     if spec.width * spec.height > MAX_CODED_PIXELS:
         raise FormatError(
             f"coded size {spec.width}x{spec.height} exceeds the decoder limit of "

@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from ._jit import TILE, njit, pjit, prange
-from .entropy import _neigh, _zero_class
+from .entropy import _is_parent, _neigh, _zero_class
 from .field import BLOCK, _features_block, _max_width, _mlp_forward_block, _to_rgb
 
 LN2 = math.log(2.0)
@@ -211,7 +211,7 @@ def _rate(yhat, offsets, dims, logb, glat, glogb, weight):
         q = np.empty((hk, wk), dtype=np.int64)
         for n in range(hk * wk):
             q[n // wk, n % wk] = np.int64(math.floor(yhat[off + n] + 0.5))
-        has_parent = lev + 1 < L
+        has_parent = _is_parent(dims, lev)
         pw = dims[lev + 1, 1] if has_parent else 1
         poff = offsets[lev + 1] if has_parent else 0
         for i in range(hk):
