@@ -39,6 +39,10 @@ def _write_atomic(path: str, data: bytes) -> None:
     except OSError as e:
         raise NniError(f"cannot write {path}: {e.strerror or e}") from None
     try:
+        # mkstemp creates the file 0600; give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -236,11 +236,15 @@ class Trainer:
         glogb = np.zeros_like(self.logb)
         bits = 0.0
         if self.lat.size:
-            # With hard rounding the rate is taken at the continuous latents:
-            # at an integer its straight-through gradient would vanish and
-            # nothing would hold small latents at zero.
-            bits = _rate(self.lat if hard else yhat, self.offsets, self.dims, self.logb, glat,
-                         glogb, lam / (self.h * self.w))
+            # With hard rounding the rate is still taken at noisy latents: at
+            # an integer its straight-through gradient would vanish and let
+            # small latents escape zero, and at the bare continuous latents
+            # the pull to zero changes abruptly and empties the budget.
+            yrate = yhat
+            if hard:
+                yrate = self.lat + self.rng.uniform(-0.5, 0.5, self.lat.size).astype(np.float32)
+            bits = _rate(yrate, self.offsets, self.dims, self.logb, glat, glogb,
+                         lam / (self.h * self.w))
         self.opt_theta.step(self.theta, gtheta, lr_mlp)
         if self.lat.size:
             self.opt_lat.step(self.lat, glat, lr_lat)
