@@ -56,17 +56,29 @@ def sample_line(line: np.ndarray, g: float) -> float:
 # The field.
 
 
+def grid_exponents(spec) -> list[int]:
+    """Downsampling exponent ``k`` of every grid, in coding (= feature) order.
+
+    The ``n_levels`` main grids ``k = first_level + l``, finest first; then two
+    extra channels, each with one grid for each of the ``n_chroma`` coarsest
+    main levels, finest first.
+    """
+    main = [spec.first_level + lev for lev in range(spec.n_levels)]
+    extra = main[spec.n_levels - spec.n_chroma:] if spec.n_chroma else []
+    return main + extra + extra
+
+
 def level_dims(spec) -> list[tuple[int, int]]:
     """``(rows, cols)`` of each latent grid: ``ceil(H / 2**k) x ceil(W / 2**k)``."""
     out = []
-    for lev in range(spec.n_levels):
-        f = 2 ** (spec.first_level + lev)
+    for k in grid_exponents(spec):
+        f = 2 ** k
         out.append((math.ceil(spec.height / f), math.ceil(spec.width / f)))
     return out
 
 
 def split_latents(spec, lat) -> list[np.ndarray]:
-    """The flat latents (finest level first, raster order) as a list of 2-D grids."""
+    """The flat latents (grids in coding order, each in raster order) as 2-D grids."""
     grids, p = [], 0
     lat = np.asarray(lat, dtype=np.float64)
     for rows, cols in level_dims(spec):
@@ -76,16 +88,34 @@ def split_latents(spec, lat) -> list[np.ndarray]:
     return grids
 
 
+#: Sampling stencils, from the definition: the offsets ``(dy, dx)``, in coded
+#: pixels, at which every grid is sampled around the point, in feature order.
+STENCILS = {
+    0: [(0, 0)],
+    1: [(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)],  # the point, left, right, up, down
+}
+
+
+def n_inputs(spec) -> int:
+    """Grid features (every grid at every stencil point), then 4 M Fourier features."""
+    return len(grid_exponents(spec)) * len(STENCILS[spec.stencil]) + 4 * spec.n_fourier
+
+
 def features(spec, grids, u: float, v: float) -> np.ndarray:
     """Feature vector at the point ``(u, v)`` of the coded frame ``[0, W] x [0, H]``.
 
-    Grid values first (finest first), then ``sin, cos`` of ``pi * 2**m * u / W``
-    for m = 0..M-1 (interleaved), then the same for ``v / H``.
+    Grid values first: grid ``l`` (in coding order) sampled at ``(u + dx, v + dy)``
+    for each stencil offset ``(dy, dx)`` in turn, so feature ``l * S + s`` is
+    grid ``l`` at stencil point ``s``; shifted points may leave the frame (the
+    clamped edges extend the grid). Then ``sin, cos`` of ``pi * 2**m * u / W``
+    for m = 0..M-1 (interleaved), then the same for ``v / H``; the Fourier
+    features are taken at the point itself.
     """
     x = []
-    for lev, grid in enumerate(grids):
-        f = 2.0 ** (spec.first_level + lev)
-        x.append(sample_grid(grid, v / f - 0.5, u / f - 0.5))
+    for k, grid in zip(grid_exponents(spec), grids):
+        f = 2.0 ** k
+        for dy, dx in STENCILS[spec.stencil]:
+            x.append(sample_grid(grid, (v + dy) / f - 0.5, (u + dx) / f - 0.5))
     for t in (u / spec.width, v / spec.height):
         for m in range(spec.n_fourier):
             a = math.pi * 2 ** m * t
@@ -96,8 +126,7 @@ def features(spec, grids, u: float, v: float) -> np.ndarray:
 def unpack_theta(spec, theta) -> list[tuple[np.ndarray, np.ndarray]]:
     """``[(W (out, in), b (out,)), ...]`` from the flat parameter vector."""
     theta = np.asarray(theta, dtype=np.float64)
-    dims = [spec.n_levels + 4 * spec.n_fourier] + [spec.hidden_width] * spec.n_hidden + [
-        spec.channels]
+    dims = [n_inputs(spec)] + [spec.hidden_width] * spec.n_hidden + [spec.channels]
     out, p = [], 0
     for k in range(len(dims) - 1):
         no, ni = dims[k + 1], dims[k]
@@ -209,6 +238,15 @@ def rate_context(q: np.ndarray, i: int, j: int, parent_nonzero: bool) -> int:
     return zc * 2 + int(parent_nonzero)
 
 
+def has_parent(grids, lev) -> bool:
+    """Grid ``lev + 1`` is the parent of grid ``lev`` if it exists and has
+    ``ceil(rows / 2) x ceil(cols / 2)`` cells (the next coarser level)."""
+    if lev + 1 >= len(grids):
+        return False
+    rows, cols = grids[lev].shape
+    return grids[lev + 1].shape == (math.ceil(rows / 2), math.ceil(cols / 2))
+
+
 def rate_total(spec, yhat, logb) -> float:
     """Total bits of the latents under the context-dependent Laplace model."""
     grids = split_latents(spec, yhat)
@@ -218,7 +256,7 @@ def rate_total(spec, yhat, logb) -> float:
         rows, cols = g.shape
         for i in range(rows):
             for j in range(cols):
-                pnz = lev + 1 < len(grids) and rounded[lev + 1][i // 2, j // 2] != 0
+                pnz = has_parent(grids, lev) and rounded[lev + 1][i // 2, j // 2] != 0
                 cls = rate_context(rounded[lev], i, j, pnz)
                 total += laplace_bits(float(g[i, j]), math.exp(logb[lev][cls]))
     return total

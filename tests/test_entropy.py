@@ -32,6 +32,11 @@ LAYOUTS = {
     "no_weights": ([], [(12, 10), (6, 5)]),
     "empty_groups": ([0, 3], [(4, 4), (2, 2)]),
     "one_by_one": ([3], [(1, 1)]),
+    # Main grids, then two extra channels of the two coarsest levels: grids 3
+    # and 5 follow a grid that is not their child.
+    "extra_grids": ([12, 4, 6, 3], [(20, 27), (10, 14), (5, 7), (10, 14), (5, 7), (10, 14),
+                                    (5, 7)]),
+    "tiny_extra_grids": ([3], [(1, 1), (1, 1), (1, 1)]),
 }
 
 

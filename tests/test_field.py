@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -41,12 +42,27 @@ CASES = [
     (ModelSpec(2, 23, 3, 3, 0, 1, 1, 4), 3, 11),  # thin strip, mixed scaling
     (ModelSpec(19, 7, 3, 0, 0, 4, 2, 8), 19, 7),  # no grids: coordinate MLP
     (ModelSpec(40, 3, 3, 3, 2, 0, 3, 4), 20, 6),  # first_level 2, 3 hidden
+    (ModelSpec(17, 11, 3, 3, 1, 1, 1, 5, n_chroma=2), 17, 11),  # extra grids
+    (ModelSpec(24, 16, 3, 4, 0, 0, 1, 6, n_chroma=4), 7, 5),  # extra grids at every level
+    (ModelSpec(12, 10, 1, 2, 0, 0, 2, 4, n_chroma=1), 30, 25),  # grey with extra grids
 ]
 
 
+STENCIL_IDS = sorted(naive.STENCILS)
+
+
+def test_stencils_match_definition():
+    """field.STENCILS is the documented table (naive.STENCILS, written from the spec)."""
+    assert sorted(field.STENCILS) == STENCIL_IDS == [0, 1]
+    for k in STENCIL_IDS:
+        assert [tuple(p) for p in field.STENCILS[k]] == naive.STENCILS[k]
+
+
+@pytest.mark.parametrize("stencil", STENCIL_IDS)
 @pytest.mark.parametrize("case", range(len(CASES)))
-def test_render_matches_naive(case):
+def test_render_matches_naive(case, stencil):
     spec, out_w, out_h = CASES[case]
+    spec = dataclasses.replace(spec, stencil=stencil)
     theta, lat = random_params(spec, seed=case)
     got = field.render(spec, theta, lat, out_w, out_h)
     want = naive.render(spec, theta, lat, out_w, out_h)
@@ -58,9 +74,10 @@ def test_render_matches_naive(case):
     assert np.ptp(want) > 5
 
 
+@pytest.mark.parametrize("stencil", STENCIL_IDS)
 @pytest.mark.parametrize("band_rows", [1, 2, 3, 5])
-def test_render_bands_do_not_change_result(band_rows):
-    spec = ModelSpec(15, 13, 3, 3, 0, 1, 1, 5)
+def test_render_bands_do_not_change_result(band_rows, stencil):
+    spec = ModelSpec(15, 13, 3, 3, 0, 1, 1, 5, stencil=stencil)
     theta, lat = random_params(spec, seed=7)
     whole = field.render(spec, theta, lat, 15, 13)
     for w, h in ((15, 13), (7, 6), (22, 17)):
@@ -71,9 +88,10 @@ def test_render_bands_do_not_change_result(band_rows):
                                   whole)
 
 
-def test_render_kernel_direct_matches_naive():
+@pytest.mark.parametrize("stencil", STENCIL_IDS)
+def test_render_kernel_direct_matches_naive(stencil):
     """Call the ``_render`` kernel with hand-built tables (supersampled 2x3)."""
-    spec = ModelSpec(12, 9, 3, 2, 0, 1, 1, 4)
+    spec = ModelSpec(12, 9, 3, 2, 0, 1, 1, 4, stencil=stencil)
     theta, lat = random_params(spec, seed=11)
     out_w, out_h = 6, 3
     sx, sy = field.supersampling(spec, out_w, out_h)
@@ -82,9 +100,73 @@ def test_render_kernel_direct_matches_naive():
     offsets, dims = field.level_table(spec)
     out = np.zeros((out_h, out_w, 3), np.uint8)
     field._render(lat, offsets, dims, taps.ri, taps.rw, taps.ci, taps.cw, taps.fr, taps.fc,
-                  theta, field.layer_table(spec), 3, sy, sx, out)
+                  taps.st, theta, field.layer_table(spec), 3, sy, sx, out)
     want = naive.render(spec, theta, lat, out_w, out_h)
     assert np.abs(out.astype(int) - want.astype(int)).max() <= 1
+    assert np.ptp(want) > 5
+
+
+# (spec, out_w, out_h, sx, sy): coded size, upscaled, supersampled, 1x1, no grids.
+FEATURE_CASES = [
+    (ModelSpec(13, 9, 3, 3, 0, 2, 1, 4), 13, 9, 1, 1),
+    (ModelSpec(17, 11, 1, 2, 1, 1, 1, 4), 31, 23, 1, 1),
+    (ModelSpec(24, 16, 3, 3, 0, 0, 1, 4), 7, 5, 4, 4),
+    (ModelSpec(1, 1, 3, 2, 0, 1, 1, 4), 3, 2, 1, 1),
+    (ModelSpec(40, 3, 3, 3, 2, 0, 1, 4), 20, 6, 2, 1),
+    (ModelSpec(9, 7, 3, 0, 0, 3, 1, 4), 9, 7, 1, 1),
+    (ModelSpec(19, 13, 3, 3, 0, 1, 1, 4, n_chroma=2), 10, 7, 2, 2),
+]
+
+
+@pytest.mark.parametrize("stencil", STENCIL_IDS)
+@pytest.mark.parametrize("case", range(len(FEATURE_CASES)))
+def test_features_block_matches_naive(case, stencil):
+    """Every feature of every sample, in order: grid l at stencil point s is
+    feature l * S + s; the 4 M Fourier features follow the L * S grid features."""
+    spec, out_w, out_h, sx, sy = FEATURE_CASES[case]
+    spec = dataclasses.replace(spec, stencil=stencil)
+    S = len(naive.STENCILS[stencil])
+    n_grids = spec.n_levels + 2 * spec.n_chroma
+    assert spec.n_inputs == naive.n_inputs(spec) == n_grids * S + 4 * spec.n_fourier
+    _, lat = random_params(spec, seed=40 + case)
+    taps = field.make_taps(spec, out_w, out_h, sx, sy)
+    offsets, dims = field.level_table(spec)
+    grids = naive.split_latents(spec, lat)
+    nr, nc = out_h * sy, out_w * sx
+    samples = [(r, c) for r in range(nr) for c in range(nc)]
+    for b0 in range(0, len(samples), field.BLOCK):
+        chunk = samples[b0: b0 + field.BLOCK]
+        rows = np.zeros(field.BLOCK, np.int64)
+        cols = np.zeros(field.BLOCK, np.int64)
+        rows[:len(chunk)] = [r for r, _ in chunk]
+        cols[:len(chunk)] = [c for _, c in chunk]
+        X = np.full((spec.n_inputs, field.BLOCK), np.nan, np.float32)
+        field._features_block(lat, offsets, dims, taps.ri, taps.rw, taps.ci, taps.cw, taps.fr,
+                              taps.fc, taps.st, rows, cols, len(chunk), X)
+        for b, (r, c) in enumerate(chunk):
+            u = (c + 0.5) * spec.width / nc
+            v = (r + 0.5) * spec.height / nr
+            want = naive.features(spec, grids, u, v)
+            np.testing.assert_allclose(X[:, b], want, rtol=1e-5, atol=1e-5)
+        assert np.isnan(X[:, len(chunk):]).all()  # lanes past nb are not written
+
+
+def test_stencil_1_centre_features_equal_stencil_0():
+    """With zero weights on the neighbour features, stencil 1 renders as stencil 0."""
+    s0 = ModelSpec(17, 11, 3, 3, 0, 1, 2, 5)
+    s1 = dataclasses.replace(s0, stencil=1)
+    theta0, lat = random_params(s0, seed=3)
+    S, L = len(field.STENCILS[1]), s0.n_levels
+    w0 = theta0[: 5 * s0.n_inputs].reshape(5, s0.n_inputs)
+    w1 = np.zeros((5, s1.n_inputs), np.float32)
+    w1[:, [lev * S for lev in range(L)]] = w0[:, :L]  # stencil point 0 is the point itself
+    w1[:, L * S:] = w0[:, L:]  # Fourier features
+    theta1 = np.concatenate([w1.ravel(), theta0[5 * s0.n_inputs:]])
+    assert theta1.size == s1.n_params
+    for size in ((17, 11), (6, 4), (40, 25)):
+        a = field.render(s0, theta0, lat, *size)
+        np.testing.assert_array_equal(field.render(s1, theta1, lat, *size), a)
+        assert np.ptp(a) > 5
 
 
 def test_render_clips_to_valid_range():
@@ -132,6 +214,66 @@ def test_axis_taps_match_bspline_definition(n_out, n_coded, level, grid_len, sub
         assert got == pytest.approx(want, abs=1e-6)
 
 
+SHIFTS = [-1.0, 1.0, -2.5, 0.25, 3.0]
+
+
+@pytest.mark.parametrize("shift", SHIFTS)
+@pytest.mark.parametrize("n_out,n_coded,level,grid_len,sub", TAP_CASES)
+def test_axis_taps_shifted_match_bspline_definition(n_out, n_coded, level, grid_len, sub, shift):
+    """``shift`` (coded pixels) moves every sample; positions past the ends clamp."""
+    rng = np.random.default_rng(level * 100 + n_out + 7)
+    line = rng.normal(size=grid_len)
+    idx, w = field.axis_taps(n_out, n_coded, level, grid_len, sub, shift)
+    assert idx.shape == w.shape == (n_out * sub, 4)
+    assert idx.dtype == np.int32 and w.dtype == np.float32
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-6)
+    assert (w >= 0).all() and idx.min() >= 0 and idx.max() <= grid_len - 1
+    n = n_out * sub
+    for s in range(n):
+        u = (s + 0.5) * n_coded / n + shift
+        want = naive.sample_line(line, u / 2 ** level - 0.5)
+        got = float(np.dot(w[s].astype(np.float64), line[idx[s]]))
+        assert got == pytest.approx(want, abs=1e-6)
+
+
+def test_axis_taps_shift_zero_is_default():
+    a = field.axis_taps(9, 23, 1, 12, 3)
+    b = field.axis_taps(9, 23, 1, 12, 3, 0.0)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("stencil", STENCIL_IDS)
+def test_make_taps_layout(stencil):
+    """One axis table per distinct shift, in sorted order; ``st`` indexes them."""
+    spec = ModelSpec(23, 15, 3, 3, 1, 2, 1, 4, stencil=stencil, n_chroma=2)
+    out_w, out_h, sx, sy = 10, 4, 3, 4
+    taps = field.make_taps(spec, out_w, out_h, sx, sy)
+    points = naive.STENCILS[stencil]
+    shifts = sorted({d for p in points for d in p})
+    T, L, S = len(shifts), spec.n_levels + 2 * spec.n_chroma, len(points)
+    assert T == {0: 1, 1: 3}[stencil]
+    assert taps.ri.shape == taps.rw.shape == (T, L, out_h * sy, 4)
+    assert taps.ci.shape == taps.cw.shape == (T, L, out_w * sx, 4)
+    assert taps.ri.dtype == taps.ci.dtype == np.int32
+    assert taps.rw.dtype == taps.cw.dtype == np.float32
+    assert taps.st.shape == (S, 2) and taps.st.dtype == np.int64
+    assert taps.fr.shape == (out_h * sy, 4) and taps.fc.shape == (out_w * sx, 4)
+    for s, (dy, dx) in enumerate(points):
+        assert shifts[taps.st[s, 0]] == dy and shifts[taps.st[s, 1]] == dx
+    for t, d in enumerate(shifts):
+        for lev, ((hk, wk), k) in enumerate(zip(naive.level_dims(spec),
+                                                naive.grid_exponents(spec))):
+            ri, rw = field.axis_taps(out_h, spec.height, k, hk, sy, d)
+            ci, cw = field.axis_taps(out_w, spec.width, k, wk, sx, d)
+            np.testing.assert_array_equal(taps.ri[t, lev], ri)
+            np.testing.assert_array_equal(taps.rw[t, lev], rw)
+            np.testing.assert_array_equal(taps.ci[t, lev], ci)
+            np.testing.assert_array_equal(taps.cw[t, lev], cw)
+    if stencil == 1:
+        assert taps.st.tolist() == [[1, 1], [1, 0], [1, 2], [0, 1], [2, 1]]
+
+
 def test_bspline_interpolates_constant_and_linear_exactly():
     """The cubic B-spline reproduces affine functions away from the edges."""
     idx, w = field.axis_taps(40, 40, 1, 20, 1)
@@ -157,12 +299,19 @@ def test_fourier_table():
 # ModelSpec geometry.
 
 
-@pytest.mark.parametrize("w,h,levels,first", [(100, 37, 4, 1), (64, 48, 7, 0), (1, 1, 3, 0),
-                                              (3, 200, 7, 0), (65, 33, 2, 5)])
-def test_level_dims(w, h, levels, first):
-    spec = ModelSpec(w, h, 3, levels, first, 0, 1, 4)
-    want = [(math.ceil(h / 2 ** k), math.ceil(w / 2 ** k)) for k in range(first, first + levels)]
-    assert spec.level_dims() == want
+@pytest.mark.parametrize("w,h,levels,first,chroma", [
+    (100, 37, 4, 1, 0), (64, 48, 7, 0, 0), (1, 1, 3, 0, 0), (3, 200, 7, 0, 0), (65, 33, 2, 5, 0),
+    (100, 37, 4, 1, 2), (64, 48, 7, 0, 3), (1, 1, 3, 0, 3), (65, 33, 2, 5, 1), (9, 9, 1, 0, 1)])
+def test_level_dims(w, h, levels, first, chroma):
+    """Main grids k = first .. first + levels - 1, then two extra channels of
+    the ``chroma`` coarsest levels, each finest first."""
+    spec = ModelSpec(w, h, 3, levels, first, 0, 1, 4, n_chroma=chroma)
+    main = list(range(first, first + levels))
+    ks = main + main[levels - chroma:] * 2
+    want = [(math.ceil(h / 2 ** k), math.ceil(w / 2 ** k)) for k in ks]
+    assert spec.n_grids == len(ks) == levels + 2 * chroma
+    assert spec.grid_levels() == ks == naive.grid_exponents(spec)
+    assert spec.level_dims() == want == naive.level_dims(spec)
     assert spec.n_latents == sum(r * c for r, c in want)
     offsets, dims = field.level_table(spec)
     assert offsets[0] == 0 and offsets[-1] == spec.n_latents
@@ -171,14 +320,22 @@ def test_level_dims(w, h, levels, first):
 
 def test_level_dims_example():
     spec = ModelSpec(100, 37, 3, 4, 1, 0, 0, 1)
+    assert spec.n_chroma == 0  # the default
     assert spec.level_dims() == [(19, 50), (10, 25), (5, 13), (3, 7)]
+    spec = ModelSpec(100, 37, 3, 4, 1, 0, 0, 1, n_chroma=2)
+    assert spec.level_dims() == [(19, 50), (10, 25), (5, 13), (3, 7), (5, 13), (3, 7), (5, 13),
+                                 (3, 7)]
+    assert spec.n_inputs == 8 and spec.n_latents == 950 + 250 + 65 + 21 + 2 * (65 + 21)
 
 
-@pytest.mark.parametrize("levels,fourier,hidden,width,channels",
-                         [(3, 0, 2, 16, 3), (0, 6, 3, 5, 3), (2, 1, 0, 7, 1), (7, 15, 1, 64, 1)])
-def test_layer_shapes(levels, fourier, hidden, width, channels):
-    spec = ModelSpec(10, 10, channels, levels, 0, fourier, hidden, width)
-    nin = levels + 4 * fourier
+@pytest.mark.parametrize("stencil,S", [(0, 1), (1, 5)])
+@pytest.mark.parametrize("levels,chroma,fourier,hidden,width,channels",
+                         [(3, 0, 0, 2, 16, 3), (0, 0, 6, 3, 5, 3), (2, 0, 1, 0, 7, 1),
+                          (7, 0, 15, 1, 64, 1), (3, 2, 0, 2, 16, 3), (7, 7, 2, 1, 8, 3)])
+def test_layer_shapes(levels, chroma, fourier, hidden, width, channels, stencil, S):
+    spec = ModelSpec(10, 10, channels, levels, 0, fourier, hidden, width, stencil=stencil,
+                     n_chroma=chroma)
+    nin = (levels + 2 * chroma) * S + 4 * fourier
     assert spec.n_inputs == nin
     dims = [nin] + [width] * hidden + [channels]
     want = [(dims[k + 1], dims[k]) for k in range(hidden + 1)]
@@ -190,8 +347,11 @@ def test_layer_shapes(levels, fourier, hidden, width, channels):
 
 def test_layer_shapes_example():
     spec = ModelSpec(10, 10, 3, 6, 0, 0, 2, 16)
+    assert spec.stencil == 0  # the default
     assert spec.layer_shapes() == [(16, 6), (16, 16), (3, 16)]
     assert spec.n_params == 16 * 6 + 16 + 16 * 16 + 16 + 3 * 16 + 3
+    spec = ModelSpec(10, 10, 3, 6, 0, 2, 2, 16, stencil=1)  # 6 grids x 5 points + 8 Fourier
+    assert spec.layer_shapes() == [(16, 38), (16, 16), (3, 16)]
 
 
 @pytest.mark.parametrize("coded,out,want", [((64, 48), (64, 48), (1, 1)),

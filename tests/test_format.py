@@ -39,8 +39,9 @@ def handmade(fields: list[tuple[int, int]], rest: bytes = b"", version: int = 1)
 def header_values(s: ModelSpec, has_metadata=0, steps=None):
     """(bits, value) of every header field in documented order."""
     out = [(16, s.width - 1), (16, s.height - 1), (1, int(s.channels == 3)), (2, s.kernel),
-           (2, s.activation), (3, s.n_levels), (3, s.first_level), (4, s.n_fourier),
-           (2, s.n_hidden), (6, s.hidden_width - 1), (1, has_metadata)]
+           (2, s.activation), (2, s.stencil), (3, s.n_levels), (3, s.first_level),
+           (3, s.n_chroma), (4, s.n_fourier), (2, s.n_hidden), (6, s.hidden_width - 1),
+           (1, has_metadata)]
     for w, b in steps or [(0, 0)] * (s.n_hidden + 1):
         out += [(6, w), (6, b)]
     return out
@@ -60,6 +61,12 @@ ROUNDTRIP_SPECS = [
     spec(n_fourier=15, n_levels=0),
     spec(n_hidden=3, hidden_width=64),
     spec(n_hidden=0, hidden_width=1, channels=1),
+    spec(stencil=1),
+    spec(stencil=1, n_levels=7, first_level=1, n_fourier=15, n_hidden=3, hidden_width=64),
+    spec(stencil=1, n_hidden=1, channels=1),
+    spec(n_chroma=3),
+    spec(n_levels=7, first_level=1, n_chroma=7, stencil=1),
+    spec(n_levels=2, n_chroma=1, channels=1),
 ]
 
 
@@ -78,7 +85,10 @@ def test_pack_unpack_roundtrip(k):
     f = c.fields
     assert f["width_minus_1"] == s.width - 1 and f["height_minus_1"] == s.height - 1
     assert f["colour"] == (1 if s.channels == 3 else 0)
+    assert f["kernel"] == s.kernel and f["activation"] == s.activation
+    assert f["stencil"] == s.stencil
     assert f["n_levels"] == s.n_levels and f["first_level"] == s.first_level
+    assert f["n_chroma"] == s.n_chroma
     assert f["n_fourier"] == s.n_fourier and f["n_hidden"] == s.n_hidden
     assert f["hidden_width_minus_1"] == s.hidden_width - 1
     assert f["has_metadata"] == 0 and f["payload_bytes"] == len(payload)
@@ -118,8 +128,11 @@ def test_metadata_roundtrip(size):
 
 def test_header_bytes():
     for n in range(1, 5):
-        bits = 16 + 16 + 1 + 2 + 2 + 3 + 3 + 4 + 2 + 6 + 1 + 12 * n
+        bits = 16 + 16 + 1 + 2 + 2 + 2 + 3 + 3 + 3 + 4 + 2 + 6 + 1 + 12 * n
+        assert bits == 61 + 12 * n
+        assert fmt.header_bits(n) == bits
         assert fmt.header_bytes(n) == 5 + (bits + 7) // 8
+    assert [fmt.header_bytes(n) - 5 for n in range(1, 5)] == [10, 11, 13, 14]
     assert fmt.STEP_TABLE[0] == 1.0 and fmt.STEP_TABLE[4] == 0.5
     assert all(a > b for a, b in zip(fmt.STEP_TABLE, fmt.STEP_TABLE[1:]))
 
@@ -135,9 +148,13 @@ OUT_OF_RANGE = [
     (dict(height=70000), None, "height_minus_1"),
     (dict(kernel=1), None, "kernel"),
     (dict(activation=2), None, "activation"),
+    (dict(stencil=2), None, "stencil"),
+    (dict(stencil=3), None, "stencil"),
     (dict(n_levels=8), None, "n_levels"),
     (dict(n_levels=-1), None, "n_levels"),
     (dict(first_level=8, n_levels=0), None, "first_level"),
+    (dict(n_chroma=8), None, "n_chroma"),
+    (dict(n_chroma=4), None, "n_chroma"),  # more than n_levels = 3
     (dict(n_fourier=16), None, "n_fourier"),
     (dict(n_hidden=4), None, "n_hidden"),
     (dict(hidden_width=0), None, "hidden_width_minus_1"),
@@ -164,8 +181,10 @@ def test_pack_wrong_number_of_steps():
 
 @pytest.mark.parametrize("kw", [dict(first_level=5, n_levels=4),
                                 dict(width=65536, height=65536),
-                                dict(channels=2)],
-                         ids=["levels_past_8", "too_many_pixels", "two_channels"])
+                                dict(channels=2),
+                                dict(n_levels=2, n_chroma=3)],
+                         ids=["levels_past_8", "too_many_pixels", "two_channels",
+                              "chroma_past_levels"])
 def test_pack_refuses_what_unpack_cannot_represent(kw):
     """pack must not write a file that unpack rejects or reads back differently."""
     s = spec(**kw)
@@ -173,7 +192,7 @@ def test_pack_refuses_what_unpack_cannot_represent(kw):
         data = fmt.pack(s, [0, 0, 0], [0, 0, 0], b"")
     except FormatError:
         return
-    c = fmt.unpack(data)  # raises FormatError for the first two cases
+    c = fmt.unpack(data)  # raises FormatError for the first two cases and the last
     assert c.spec == s
 
 
@@ -185,12 +204,19 @@ def test_unpack_rejects_constraint_violations():
     bad_levels = handmade(header_values(spec(first_level=5, n_levels=4)))
     with pytest.raises(FormatError, match="first_level"):
         fmt.unpack(bad_levels)
+    chroma = handmade(header_values(spec(n_levels=2, n_chroma=3)))
+    with pytest.raises(FormatError, match="n_chroma"):
+        fmt.unpack(chroma)
+    fmt.unpack(handmade(header_values(spec(n_levels=3, n_chroma=3))))  # n_chroma == n_levels
     huge = handmade(header_values(spec(width=65536, height=65536)))
     with pytest.raises(FormatError, match="65536x65536"):
         fmt.unpack(huge)
     kernel = handmade(header_values(spec(kernel=2)))
     with pytest.raises(FormatError, match="kernel"):
         fmt.unpack(kernel)
+    for v in (2, 3):  # stencils 2 and 3 fit in the field but are not defined
+        with pytest.raises(FormatError, match="stencil"):
+            fmt.unpack(handmade(header_values(spec(stencil=v))))
     pad = handmade(header_values(spec(), steps=[(0, 0)] * 3) + [(1, 1)])  # nonzero padding
     with pytest.raises(FormatError, match="padding"):
         fmt.unpack(pad)

@@ -24,6 +24,138 @@ FIELD_COLUMNS = ["field", "bits", "range", "meaning"]
 
 
 # ---------------------------------------------------------------------------
+# The range decoder of spec/decoding.md section 3, written from the text (no
+# nncodec code), recording every bin for the trace of appendix B.
+
+
+class SpecDecoder:
+    """Decode a payload as decoding.md sections 3.1-3.7 say, one bin at a time."""
+
+    def __init__(self, payload: bytes):
+        self.payload = payload
+        self.pos = 0
+        self.reads = 0  # calls of next_byte
+        self.code = 0
+        self.range = 0xFFFFFFFF
+        for _ in range(4):
+            self.code = (self.code << 8) | self.next_byte()
+        self.P = {}  # context -> [fast, slow]
+        self.trace = []  # (what, ctx, p, bound, bit, range after, code after)
+
+    def next_byte(self) -> int:
+        b = self.payload[self.pos] if self.pos < len(self.payload) else 0
+        self.pos += 1
+        self.reads += 1
+        return b
+
+    def normalize(self):
+        while self.range < 1 << 24:
+            self.range <<= 8
+            self.code = ((self.code << 8) | self.next_byte()) & 0xFFFFFFFF
+
+    def bit(self, c: int, what: str) -> int:
+        fast, slow = self.P.setdefault(c, [16384, 16384])
+        p = (fast + slow) >> 1
+        bound = (self.range >> 15) * p
+        if self.code < bound:
+            self.range = bound
+            self.P[c] = [fast + ((32768 - fast) >> 4), slow + ((32768 - slow) >> 7)]
+            bit = 0
+        else:
+            self.code -= bound
+            self.range -= bound
+            self.P[c] = [fast - (fast >> 4), slow - (slow >> 7)]
+            bit = 1
+        self.normalize()
+        self.trace.append((what, c, p, bound, bit, self.range, self.code))
+        return bit
+
+    def bypass(self, what: str) -> int:
+        half = self.range >> 1
+        if self.code < half:
+            self.range = half
+            bit = 0
+        else:
+            self.code -= half
+            self.range -= half
+            bit = 1
+        self.normalize()
+        self.trace.append((what, None, None, half, bit, self.range, self.code))
+        return bit
+
+    def eg0(self) -> int:
+        n = 0
+        while self.bypass("escape prefix (bypass)") == 1:
+            n += 1
+            assert n <= 24, "impossible value"
+        v = 1
+        for _ in range(n):
+            v = (v << 1) | self.bypass("escape suffix (bypass)")
+        return v - 1
+
+    def param(self, B: int) -> int:
+        if self.bit(B, "zero flag") == 0:
+            return 0
+        neg = self.bypass("sign (bypass)")
+        m = 1
+        while m <= 8 and self.bit(B + m, f"bin {m}") == 1:
+            m += 1
+        if m == 9:
+            m = 9 + self.eg0()
+        return -m if neg else m
+
+    def latents(self, B: int, Q, par_grid, rows: int, cols: int):
+        def at(i, j):
+            return Q[i][j] if 0 <= i < rows and 0 <= j < cols else 0
+
+        def sg(x):
+            return 0 if x == 0 else 1 if x > 0 else 2
+
+        for i in range(rows):
+            for j in range(cols):
+                a, b, c, d = at(i, j - 1), at(i - 1, j), at(i - 1, j - 1), at(i - 1, j + 1)
+                s = 2 * min(abs(a), 3) + 2 * min(abs(b), 3) + min(abs(c), 3) + min(abs(d), 3)
+                zc = 0 if s == 0 else 1 if s <= 2 else 2 if s <= 5 else 3
+                mc = 0 if s == 0 else 1 if s <= 4 else 2
+                par = 1 if par_grid is not None and par_grid[i >> 1][j >> 1] != 0 else 0
+                if self.bit(B + 2 * zc + par, "zero flag") == 0:
+                    continue
+                neg = self.bit(B + 8 + 3 * sg(a) + sg(b), "sign")
+                m = 1
+                while m <= 14 and self.bit(B + 17 + 3 * (m - 1) + mc, f"bin {m}") == 1:
+                    m += 1
+                if m == 15:
+                    m = 15 + self.eg0()
+                Q[i][j] = -m if neg else m
+
+    def decode(self, group_sizes, level_dims):
+        """Section 3.7; returns (parameters, grids in coding order as lists of rows)."""
+        G = len(group_sizes)
+        params = [self.param(9 * g) for g in range(G) for _ in range(group_sizes[g])]
+        NG = len(level_dims)
+        grids = [None] * NG
+        for lev in range(NG - 1, -1, -1):
+            rows, cols = level_dims[lev]
+            parent = lev + 1 < NG and tuple(level_dims[lev + 1]) == (-(-rows // 2),
+                                                                      -(-cols // 2))
+            grids[lev] = [[0] * cols for _ in range(rows)]
+            self.latents(9 * G + 59 * lev, grids[lev], grids[lev + 1] if parent else None,
+                         rows, cols)
+        return params, grids
+
+
+def trace_rows(trace) -> list[list[str]]:
+    """Appendix B's table cells (after ``#``) for the recorded bins."""
+    rows = []
+    for what, c, p, bound, bit, rng, code in trace:
+        bypass = c is None
+        rows.append([what, "-" if bypass else str(c), "-" if bypass else str(p),
+                     f"`{bound:08X}`" + (" (half)" if bypass else ""), str(bit),
+                     f"`{rng:08X}`", f"`{code:08X}`"])
+    return rows
+
+
+# ---------------------------------------------------------------------------
 # Markdown helpers.
 
 
@@ -146,9 +278,87 @@ def test_header_size_formula(format_md):
     n_header = sum(f.bits for f in fmt.HEADER_FIELDS)
     n_layer = sum(f.bits for f in fmt.LAYER_FIELDS)
     assert f"`nbits` = {n_header} + {n_layer} * (`n_hidden` + 1)" in format_md
+    assert f"These {n_header} bits are followed" in format_md
     for n_hidden, hb in zip(range(4), re.search(
             r"`hb` = (\d+), (\d+), (\d+), (\d+) bytes", format_md).groups()):
         assert fmt.header_bytes(n_hidden + 1) == 5 + int(hb)
+        assert fmt.header_bits(n_hidden + 1) == n_header + n_layer * (n_hidden + 1)
+    # Padding after the last layer field, by the parity of NH.
+    pad = {nh % 2: -fmt.header_bits(nh + 1) % 8 for nh in range(4)}
+    assert all(-fmt.header_bits(nh + 1) % 8 == pad[nh % 2] for nh in range(8))
+    m = re.search(r"complete the last header\s+byte \((\d+) bits if `NH` is even, (\d+) if odd\)",
+                  format_md)
+    assert m and (int(m.group(1)), int(m.group(2))) == (pad[0], pad[1])
+
+
+def test_stencil_table_matches_code():
+    """decoding.md section 2 lists every stencil's points, in feature order."""
+    from nncodec import field
+
+    text = DECODING_MD.read_text(encoding="utf-8")
+    tables = _tables_with(text, ["stencil", "s", "points (dy, dx)"])
+    assert len(tables) == 1
+    got = {}
+    for k, n, points in tables[0]:
+        pts = [(int(a), int(b)) for a, b in re.findall(r"\((-?\d+),\s*(-?\d+)\)", points)]
+        assert len(pts) == int(n)
+        got[int(k)] = pts
+    assert got == {k: [tuple(p) for p in v] for k, v in field.STENCILS.items()}
+    # The header field admits exactly the defined stencils.
+    (stencil,) = [f for f in fmt.HEADER_FIELDS if f.name == "stencil"]
+    assert (stencil.lo, stencil.hi) == (min(got), max(got))
+    assert "d_0 = NG S + 4M" in text
+    for k, pts in got.items():
+        spec = field.ModelSpec(8, 8, 3, 3, 0, 2, 1, 4, stencil=k, n_chroma=2)
+        assert spec.n_inputs == (3 + 2 * 2) * len(pts) + 4 * 2
+
+
+def test_grid_exponents_example():
+    """decoding.md section 2's example of the grid order is the code's."""
+    from nncodec import field
+
+    text = " ".join(DECODING_MD.read_text(encoding="utf-8").split())
+    m = re.search(r"For example `L` = (\d+), `F` = (\d+), `NC` = (\d+) gives `NG` = (\d+) "
+                  r"grids with `k` = ([\d |]+)\.", text)
+    L, F, NC, NG = (int(m.group(i)) for i in range(1, 5))
+    spec = field.ModelSpec(640, 480, 3, L, F, 0, 1, 4, n_chroma=NC)
+    assert spec.n_grids == NG
+    assert spec.grid_levels() == [int(v) for v in m.group(5).replace("|", " ").split()]
+    # The formula of section 2.
+    assert spec.grid_levels() == [F + g if g < L else F + L - NC + (g - L) % NC
+                                  for g in range(L + 2 * NC)]
+
+
+SPEC_DECODER_LAYOUTS = [
+    ([24, 4, 16, 4, 12, 3], [(20, 27), (10, 14), (5, 7), (3, 4)]),
+    ([12, 4, 6, 3], [(16, 21), (8, 11), (4, 6), (8, 11), (4, 6), (8, 11), (4, 6)]),  # NC = 2
+    ([3], [(2, 3), (1, 2), (1, 1), (1, 1), (1, 1), (1, 1), (1, 1)]),  # 1x1 grids: see 3.6
+    ([0, 3], []),
+]
+
+
+@pytest.mark.parametrize("k", range(len(SPEC_DECODER_LAYOUTS)))
+def test_spec_decoder_matches_code(k):
+    """Section 3, followed literally, decodes what the reference encoder wrote."""
+    from nncodec.entropy import decode_payload, encode_payload
+
+    groups, dims = SPEC_DECODER_LAYOUTS[k]
+    rng = np.random.default_rng(k)
+    n_lat = sum(h * w for h, w in dims)
+    wq = np.round(rng.laplace(0.0, 4.0, sum(groups))).astype(np.int64)
+    wq[:2] = [40, -3000]  # escapes
+    lat = np.round(rng.laplace(0.0, 0.8, n_lat)).astype(np.int64)
+    lat[rng.random(n_lat) < 0.4] = 0
+    if n_lat:
+        lat[0] = -25  # a latent escape
+    payload = encode_payload(wq, groups, lat, dims)
+    dec = SpecDecoder(payload)
+    params, grids = dec.decode(groups, dims)
+    assert params == wq.tolist()
+    flat = [v for g in grids for row in g for v in row]
+    assert flat == lat.tolist()
+    _, _, err, consumed = decode_payload(payload, groups, dims)
+    assert err == 0 and dec.reads == consumed
 
 
 def test_step_table(format_md):
@@ -244,6 +454,93 @@ def test_example_integers(example, format_md):
             nz = [(i, j, int(q[i, j])) for i, j in zip(*np.nonzero(q))]
             assert triples == nz, key
     assert f"The decoder reads {consumed} bytes" in format_md
+
+
+def _example_image() -> np.ndarray:
+    """The source of the worked example: pixel (x, y) = 8 (x + y) + 4, 16x16 grey."""
+    y, x = np.mgrid[0:16, 0:16]
+    return ((x + y) * 8 + 4).astype(np.uint8)
+
+
+def test_example_render(example, format_md):
+    """The quoted rendered rows, PSNR and 4x4 row are the decoder's (within 1)."""
+    import naive
+    import nncodec
+    from nncodec.decoder import parse
+
+    out = nncodec.decode(example)
+    c, theta, lat = parse(example)
+    ref = naive.render(c.spec, theta, lat, c.spec.width, c.spec.height)[:, :, 0]
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+    blocks = _fenced(format_md, "render")
+    assert len(blocks) == 1
+    rows = re.findall(r"^row\s+(\d+):((?:\s+\d+)+)\s*$", blocks[0], re.M)
+    assert len(rows) >= 3
+    for r, vals in rows:
+        quoted = np.array([int(v) for v in vals.split()])
+        assert quoted.size == c.spec.width
+        assert np.abs(quoted - out[int(r)].astype(int)).max() <= 1, f"row {r}"
+        assert np.abs(quoted - ref[int(r)].astype(int)).max() <= 1, f"row {r}"
+    psnr = float(re.search(r"\(PSNR (\d+\.\d+) dB against the source\.\)", format_md).group(1))
+    assert psnr == pytest.approx(naive.psnr(out, _example_image()), abs=0.006)
+    m = re.search(r"At `size=\(4, 4\)`, `sx = sy = 4`.*?row 0 is `([\d ]+)`", format_md, re.S)
+    small = nncodec.decode(example, (4, 4))
+    quoted = np.array([int(v) for v in m.group(1).split()])
+    assert np.abs(quoted - small[0].astype(int)).max() <= 1
+    small_ref = naive.render(c.spec, theta, lat, 4, 4)[0, :, 0]
+    assert np.abs(quoted - small_ref.astype(int)).max() <= 1
+
+
+def test_example_derived_model(example, format_md):
+    c = fmt.unpack(example)
+    s = c.spec
+    text = " ".join(format_md.split())  # the paragraph is wrapped
+    grids = ", ".join(f"{w}x{h}" for h, w in s.level_dims())
+    assert f"`NC` = {s.n_chroma}" in text
+    assert f"{s.n_grids} grids (`F` = {s.first_level}) of {grids} cells = {s.n_latents} latents" \
+        in text
+    from nncodec.field import STENCILS
+
+    S = len(STENCILS[s.stencil])
+    assert f"stencil {s.stencil} samples each grid at `S` = {S} points" in text
+    dims = " -> ".join(str(d) for d in [s.n_inputs] + [s.hidden_width] * s.n_hidden
+                       + [s.channels])
+    assert f"{s.n_grids} * {S} = {s.n_inputs} inputs: {dims} with ReLU" in text
+    sizes = s.group_sizes()
+    assert f"{s.n_params} parameters in {len(sizes)} groups of " + ", ".join(map(str, sizes)) \
+        in text
+    assert f"{len(sizes)} * 9 = {9 * len(sizes)} weight contexts + {s.n_grids} * 59 = " \
+        f"{59 * s.n_grids} latent contexts" in text
+
+
+def test_example_trace(example):
+    """Appendix B of decoding.md: a decoder written from section 3 retraces the
+    example bin by bin, and decodes the same integers as the reference."""
+    from nncodec.entropy import decode_payload
+
+    text = DECODING_MD.read_text(encoding="utf-8")
+    flat = " ".join(text.split())  # sentences may be rewrapped
+    c = fmt.unpack(example)
+    start = len(example) - 4 - len(c.payload)
+    head = " ".join(f"{b:02x}" for b in c.payload[:5])
+    dec = SpecDecoder(c.payload)
+    assert (f"Payload starts at byte {start}: `{head} ...`; `init()` gives "
+            f"`code = 0x{dec.code:08X}`, `range = 0xFFFFFFFF`.") in flat
+    params, grids = dec.decode(c.spec.group_sizes(), c.spec.level_dims())
+    wq, lat, err, consumed = decode_payload(c.payload, c.spec.group_sizes(),
+                                            c.spec.level_dims())
+    assert err == 0 and params == wq.tolist()
+    assert np.concatenate([np.ravel(g) for g in grids]).tolist() == lat.tolist()
+    assert dec.reads == consumed
+    rows = _tables_with(text, ["#", "what", "ctx", "p", "bound", "bit", "range after",
+                               "code after"])
+    assert len(rows) == 1 and len(rows[0]) >= 20
+    want = trace_rows(dec.trace)
+    for n, row in enumerate(rows[0]):
+        assert row[0] == str(n)
+        assert row[1:] == want[n], f"trace row {n}"
+    assert (f"the decoder has called `next_byte` {consumed} times "
+            f"(payload length {len(c.payload)})") in flat
 
 
 def test_decoding_trace_constants():

@@ -6,6 +6,7 @@ arrays: central differences with a small step are then accurate to ~1e-9.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import subprocess
@@ -46,6 +47,9 @@ class GradProblem:
         self.lat = rng.normal(0.0, 1.0, spec.n_latents).astype(np.float32)
         self.target = rng.uniform(0.0, 1.0, (H * W, C)).astype(np.float32)
         self.all = np.arange(W * H, dtype=np.int64)
+        self.S = len(naive.STENCILS[spec.stencil])
+        self.n_grids = len(naive.grid_exponents(spec))
+        self.n_grid_features = self.n_grids * self.S
 
     def run(self, sel=None):
         """Run the kernel; return (gbuf, loss, dfeat)."""
@@ -53,28 +57,35 @@ class GradProblem:
         ntiles = (sel.size + TILE - 1) // TILE
         gbuf = np.zeros((ntiles, self.theta.size))
         lbuf = np.zeros(ntiles)
-        dfeat = np.zeros((self.spec.n_levels, self.spec.width * self.spec.height), np.float32)
+        dfeat = np.zeros((self.n_grid_features, self.spec.width * self.spec.height), np.float32)
         t = self.taps
         train._mlp_grad(self.lat, self.offsets, self.dims, t.ri, t.rw, t.ci, t.cw, t.fr, t.fc,
-                        self.theta, self.layers, self.spec.channels, self.target, sel,
+                        t.st, self.theta, self.layers, self.spec.channels, self.target, sel,
                         self.spec.width, gbuf, lbuf, dfeat)
         return gbuf, lbuf.sum() / (sel.size * self.spec.channels), dfeat
 
     # float64 reference ---------------------------------------------------
 
     def features(self, lat, sel):
-        """float64[n, n_inputs]: features of the selected pixels, from the taps."""
+        """float64[n, n_inputs]: features of the selected pixels, from the taps.
+
+        Grid ``lev`` at stencil point ``s`` (feature ``lev * S + s``) uses the
+        row tables of shift index ``st[s, 0]`` and the column tables of
+        ``st[s, 1]``.
+        """
         t = self.taps
         r, c = np.divmod(sel, self.spec.width)
         cols = []
-        for lev in range(self.spec.n_levels):
+        for lev in range(self.n_grids):
             wk, off = int(self.dims[lev, 1]), int(self.offsets[lev])
-            v = np.zeros(sel.size)
-            for a in range(4):
-                for b in range(4):
-                    v += (t.rw[lev, r, a].astype(np.float64) * t.cw[lev, c, b]
-                          * lat[off + t.ri[lev, r, a] * wk + t.ci[lev, c, b]])
-            cols.append(v[:, None])
+            for s in range(self.S):
+                tr, tc = t.st[s]
+                v = np.zeros(sel.size)
+                for a in range(4):
+                    for b in range(4):
+                        v += (t.rw[tr, lev, r, a].astype(np.float64) * t.cw[tc, lev, c, b]
+                              * lat[off + t.ri[tr, lev, r, a] * wk + t.ci[tc, lev, c, b]])
+                cols.append(v[:, None])
         cols += [t.fc[c].astype(np.float64), t.fr[r].astype(np.float64)]
         return np.concatenate(cols, axis=1)
 
@@ -94,6 +105,12 @@ class GradProblem:
         lat = np.asarray(self.lat if lat is None else lat, np.float64)
         sel = self.all if sel is None else sel
         return self.loss_from_features(theta, self.features(lat, sel), sel)
+
+    def theta_loss(self, sel=None):
+        """``theta -> reference loss`` at the current latents (features computed once)."""
+        sel = self.all if sel is None else sel
+        F = self.features(np.asarray(self.lat, np.float64), sel)
+        return lambda theta: self.loss_from_features(np.asarray(theta, np.float64), F, sel)
 
 
 def central_diff(f, x, indices, eps=1e-6):
@@ -117,59 +134,73 @@ def assert_grad_close(got, want, rtol=2e-3):
     np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-4 * scale)
 
 
-GRAD_SPECS = [
+_GRAD_SPECS = [
     ModelSpec(7, 5, 3, 2, 0, 1, 2, 4),
     ModelSpec(6, 7, 1, 3, 0, 0, 1, 5),
     ModelSpec(9, 4, 3, 1, 1, 2, 0, 1),  # no hidden layer
     ModelSpec(8, 6, 3, 0, 0, 2, 3, 3),  # no grids, three hidden layers
     ModelSpec(19, 3, 3, 2, 0, 0, 1, 17),  # > BLOCK pixels and units, odd block tail
+    ModelSpec(9, 7, 3, 3, 0, 1, 1, 4, n_chroma=2),  # extra grids
 ]
+STENCIL_IDS = sorted(naive.STENCILS)
+#: Every spec with every stencil: (index into _GRAD_SPECS, stencil).
+GRAD_CASES = [(k, st) for k in range(len(_GRAD_SPECS)) for st in STENCIL_IDS]
+
+
+def grad_spec(k: int, stencil: int) -> ModelSpec:
+    return dataclasses.replace(_GRAD_SPECS[k], stencil=stencil)
+
+
+def _cases(ks):
+    return pytest.mark.parametrize("k,stencil", [(k, st) for k, st in GRAD_CASES if k in ks])
 
 
 # ---------------------------------------------------------------------------
 # _mlp_grad.
 
 
-@pytest.mark.parametrize("k", range(len(GRAD_SPECS)))
-def test_reference_loss_matches_naive(k):
-    pb = GradProblem(GRAD_SPECS[k], seed=k)
+@_cases(range(6))
+def test_reference_loss_matches_naive(k, stencil):
+    pb = GradProblem(grad_spec(k, stencil), seed=k)
     sel = np.arange(0, pb.spec.width * pb.spec.height, 2, dtype=np.int64)
     want = naive.pixel_loss(pb.spec, pb.theta, pb.lat, pb.target, sel)
     assert pb.ref_loss(sel=sel) == pytest.approx(want, rel=1e-6)
 
 
-@pytest.mark.parametrize("k", range(len(GRAD_SPECS)))
-def test_mlp_grad_loss_matches_reference(k):
-    pb = GradProblem(GRAD_SPECS[k], seed=k)
+@_cases(range(6))
+def test_mlp_grad_loss_matches_reference(k, stencil):
+    pb = GradProblem(grad_spec(k, stencil), seed=k)
     sel = np.arange(0, pb.spec.width * pb.spec.height, 2, dtype=np.int64)
     _, loss, _ = pb.run(sel=sel)
     assert loss == pytest.approx(pb.ref_loss(sel=sel), rel=1e-5)
 
 
-@pytest.mark.parametrize("k", range(len(GRAD_SPECS)))
-def test_mlp_grad_parameters_vs_finite_differences(k):
-    pb = GradProblem(GRAD_SPECS[k], seed=10 + k)
+@_cases(range(6))
+def test_mlp_grad_parameters_vs_finite_differences(k, stencil):
+    pb = GradProblem(grad_spec(k, stencil), seed=10 + k)
     gbuf, _, _ = pb.run()
-    fd = central_diff(lambda th: pb.ref_loss(theta=th), pb.theta, range(pb.theta.size))
+    fd = central_diff(pb.theta_loss(), pb.theta, range(pb.theta.size))
     assert_grad_close(gbuf.sum(axis=0), fd)
 
 
-def test_mlp_grad_subset_selection_vs_finite_differences():
-    pb = GradProblem(GRAD_SPECS[0], seed=3)
+@pytest.mark.parametrize("stencil", STENCIL_IDS)
+def test_mlp_grad_subset_selection_vs_finite_differences(stencil):
+    pb = GradProblem(grad_spec(0, stencil), seed=3)
     sel = np.array([0, 4, 5, 11, 23, 34], dtype=np.int64)
     gbuf, _, _ = pb.run(sel=sel)
-    fd = central_diff(lambda th: pb.ref_loss(theta=th, sel=sel), pb.theta, range(pb.theta.size))
+    fd = central_diff(pb.theta_loss(sel), pb.theta, range(pb.theta.size))
     assert_grad_close(gbuf.sum(axis=0), fd)
 
 
-def test_mlp_grad_several_tiles_vs_finite_differences():
-    spec = ModelSpec(72, 64, 3, 2, 2, 0, 1, 3)  # 4608 pixels: two tiles
+@pytest.mark.parametrize("stencil", STENCIL_IDS)
+def test_mlp_grad_several_tiles_vs_finite_differences(stencil):
+    spec = ModelSpec(72, 64, 3, 2, 2, 0, 1, 3, stencil=stencil)  # 4608 pixels: two tiles
     pb = GradProblem(spec, seed=5)
     gbuf, loss, _ = pb.run()
     assert gbuf.shape[0] == 2
     assert np.abs(gbuf[0]).max() > 0 and np.abs(gbuf[1]).max() > 0
     assert loss == pytest.approx(pb.ref_loss(), rel=1e-5)
-    fd = central_diff(lambda th: pb.ref_loss(theta=th), pb.theta, range(pb.theta.size))
+    fd = central_diff(pb.theta_loss(), pb.theta, range(pb.theta.size))
     assert_grad_close(gbuf.sum(axis=0), fd)
     # Tile 0 holds the gradient of the first TILE pixels (same 1/n scaling).
     n = spec.width * spec.height
@@ -177,29 +208,31 @@ def test_mlp_grad_several_tiles_vs_finite_differences():
     np.testing.assert_allclose(gbuf[0], first, rtol=1e-5, atol=1e-9)
 
 
-@pytest.mark.parametrize("k", [0, 1, 4])
-def test_mlp_grad_feature_gradient_vs_finite_differences(k):
-    """dfeat[l, p] == d loss / d (grid feature l at pixel p), p selected; 0 elsewhere."""
-    pb = GradProblem(GRAD_SPECS[k], seed=30 + k)
+@_cases([0, 1, 4, 5])
+def test_mlp_grad_feature_gradient_vs_finite_differences(k, stencil):
+    """dfeat[f, p] == d loss / d (grid feature f = l * S + s at pixel p) for the
+    selected pixels p; 0 elsewhere."""
+    pb = GradProblem(grad_spec(k, stencil), seed=30 + k)
     n = pb.spec.width * pb.spec.height
     sel = np.arange(1, n, 3, dtype=np.int64)
     _, _, dfeat = pb.run(sel=sel)
+    assert dfeat.shape == (pb.n_grids * pb.S, n)
     F = pb.features(pb.lat.astype(np.float64), sel)
     th = pb.theta.astype(np.float64)
-    L = pb.spec.n_levels
+    LS = pb.n_grid_features
     fd = central_diff(lambda f: pb.loss_from_features(th, f.reshape(F.shape), sel), F.ravel(),
-                      [s * F.shape[1] + lev for lev in range(L) for s in range(sel.size)])
+                      [s * F.shape[1] + f for f in range(LS) for s in range(sel.size)])
     assert_grad_close(dfeat[:, sel].ravel(), fd)
     rest = np.setdiff1d(np.arange(n), sel)
     assert (dfeat[:, rest] == 0).all()
 
 
-@pytest.mark.parametrize("k", [0, 1, 2, 4])
-def test_latent_gradient_chain_vs_finite_differences(k):
+@_cases([0, 1, 2, 4, 5])
+def test_latent_gradient_chain_vs_finite_differences(k, stencil):
     """_mlp_grad's dfeat back-projected by latent_grad == d loss / d latents."""
-    pb = GradProblem(GRAD_SPECS[k], seed=20 + k)
+    pb = GradProblem(grad_spec(k, stencil), seed=20 + k)
     _, _, dfeat = pb.run()
-    glat = np.zeros(pb.lat.size)
+    glat = np.full(pb.lat.size, np.nan)  # latent_grad overwrites its output
     train.latent_grad(dfeat, pb.taps, pb.offsets, pb.dims, pb.spec.width, glat)
     fd = central_diff(lambda la: pb.ref_loss(lat=la), pb.lat, range(pb.lat.size))
     assert_grad_close(glat, fd)
@@ -209,63 +242,79 @@ def test_latent_gradient_chain_vs_finite_differences(k):
 # latent_grad is the transpose of sampling.
 
 
-def sampling_matrix(spec: ModelSpec, taps, lev: int) -> np.ndarray:
-    """A[p, cell] such that the level's feature map is A @ grid (float64)."""
+def sampling_matrix(spec: ModelSpec, taps, lev: int, s: int = 0) -> np.ndarray:
+    """A[p, cell] such that grid ``lev`` at stencil point ``s`` is A @ grid (float64)."""
     hk, wk = spec.level_dims()[lev]
     H, W = spec.height, spec.width
+    tr, tc = taps.st[s]
     R = np.zeros((H, hk))
     C = np.zeros((W, wk))
     for a in range(4):
-        np.add.at(R, (np.arange(H), taps.ri[lev, :, a]), taps.rw[lev, :, a].astype(np.float64))
-        np.add.at(C, (np.arange(W), taps.ci[lev, :, a]), taps.cw[lev, :, a].astype(np.float64))
+        np.add.at(R, (np.arange(H), taps.ri[tr, lev, :, a]),
+                  taps.rw[tr, lev, :, a].astype(np.float64))
+        np.add.at(C, (np.arange(W), taps.ci[tc, lev, :, a]),
+                  taps.cw[tc, lev, :, a].astype(np.float64))
     return np.kron(R, C)
 
 
-SAMPLING_SPECS = [ModelSpec(13, 9, 3, 3, 0, 0, 1, 2), ModelSpec(20, 7, 1, 4, 1, 0, 1, 2),
-                  ModelSpec(5, 5, 3, 2, 2, 0, 1, 2), ModelSpec(33, 2, 3, 6, 0, 0, 1, 2)]
+_SAMPLING_SPECS = [ModelSpec(13, 9, 3, 3, 0, 0, 1, 2), ModelSpec(20, 7, 1, 4, 1, 0, 1, 2),
+                   ModelSpec(5, 5, 3, 2, 2, 0, 1, 2), ModelSpec(33, 2, 3, 6, 0, 0, 1, 2),
+                   ModelSpec(14, 10, 3, 3, 0, 0, 1, 2, n_chroma=2)]
+SAMPLING_CASES = [(k, st) for k in range(len(_SAMPLING_SPECS)) for st in STENCIL_IDS]
 
 
-@pytest.mark.parametrize("k", range(len(SAMPLING_SPECS)))
-def test_sampling_matrix_matches_naive_bspline(k):
-    spec = SAMPLING_SPECS[k]
+@pytest.mark.parametrize("k,stencil", SAMPLING_CASES)
+def test_sampling_matrix_matches_naive_bspline(k, stencil):
+    """Grid l at stencil point (dy, dx) is the B-spline at (c + 0.5 + dx, r + 0.5 + dy)."""
+    spec = dataclasses.replace(_SAMPLING_SPECS[k], stencil=stencil)
     taps = field.make_taps(spec, spec.width, spec.height)
     rng = np.random.default_rng(k)
-    for lev, (hk, wk) in enumerate(spec.level_dims()):
+    for lev, ((hk, wk), k) in enumerate(zip(naive.level_dims(spec), naive.grid_exponents(spec))):
         grid = rng.normal(size=(hk, wk))
-        A = sampling_matrix(spec, taps, lev)
-        got = (A @ grid.ravel()).reshape(spec.height, spec.width)
-        f = 2 ** (spec.first_level + lev)
-        for r in range(spec.height):
-            for c in range(spec.width):
-                want = naive.sample_grid(grid, (r + 0.5) / f - 0.5, (c + 0.5) / f - 0.5)
-                assert got[r, c] == pytest.approx(want, abs=1e-5)
+        f = 2 ** k
+        for s, (dy, dx) in enumerate(naive.STENCILS[stencil]):
+            A = sampling_matrix(spec, taps, lev, s)
+            got = (A @ grid.ravel()).reshape(spec.height, spec.width)
+            for r in range(spec.height):
+                for c in range(spec.width):
+                    want = naive.sample_grid(grid, (r + 0.5 + dy) / f - 0.5,
+                                             (c + 0.5 + dx) / f - 0.5)
+                    assert got[r, c] == pytest.approx(want, abs=1e-5)
 
 
-@pytest.mark.parametrize("k", range(len(SAMPLING_SPECS)))
-def test_latent_grad_is_transpose_of_sampling(k):
-    spec = SAMPLING_SPECS[k]
+@pytest.mark.parametrize("k,stencil", SAMPLING_CASES)
+def test_latent_grad_is_transpose_of_sampling(k, stencil):
+    spec = dataclasses.replace(_SAMPLING_SPECS[k], stencil=stencil)
     H, W = spec.height, spec.width
+    S = len(naive.STENCILS[stencil])
     taps = field.make_taps(spec, W, H)
     offsets, dims = field.level_table(spec)
     rng = np.random.default_rng(100 + k)
-    g = rng.normal(size=(spec.n_levels, H * W)).astype(np.float32)
+    n_grids = len(naive.grid_exponents(spec))
+    g = rng.normal(size=(n_grids * S, H * W)).astype(np.float32)
     g[:, rng.random(H * W) < 0.2] = 0.0  # the kernels skip zeros: exercise that path
-    out = np.full(spec.n_latents, np.nan)
+    g[rng.random(g.shape) < 0.1] = 0.0
+    out = np.full(spec.n_latents, np.nan)  # latent_grad zeroes its output itself
     train.latent_grad(g, taps, offsets, dims, W, out)
+    # Calling again on a dirty buffer gives the same result (no accumulation).
+    again = np.full(spec.n_latents, 7.0)
+    train.latent_grad(g, taps, offsets, dims, W, again)
+    np.testing.assert_array_equal(again, out)
+    for lev in range(n_grids):
+        part = out[offsets[lev]:offsets[lev + 1]]
+        want = sum(sampling_matrix(spec, taps, lev, s).T @ g[lev * S + s].astype(np.float64)
+                   for s in range(S))
+        np.testing.assert_allclose(part, want, rtol=1e-5, atol=1e-5)
+    # <A^T g, x> == <g, A x>, with A x the grid features of the naive field.
     x = rng.normal(size=spec.n_latents)
+    grids = naive.split_latents(spec, x)
     lhs = float(out @ x)
     rhs = 0.0
-    for lev in range(spec.n_levels):
-        A = sampling_matrix(spec, taps, lev)
-        part = out[offsets[lev]:offsets[lev + 1]]
-        np.testing.assert_allclose(part, A.T @ g[lev].astype(np.float64), rtol=1e-5, atol=1e-5)
-        # <A^T g, x> == <g, A x>, with A x from the naive sampler.
-        hk, wk = dims[lev]
-        grid = x[offsets[lev]:offsets[lev + 1]].reshape(hk, wk)
-        f = 2 ** (spec.first_level + lev)
-        ax = np.array([naive.sample_grid(grid, (r + 0.5) / f - 0.5, (c + 0.5) / f - 0.5)
-                       for r in range(H) for c in range(W)])
-        rhs += float(g[lev].astype(np.float64) @ ax)
+    for r in range(H):
+        for c in range(W):
+            feats = naive.features(spec, grids, c + 0.5, r + 0.5)
+            assert feats.size == n_grids * S  # no Fourier features in these specs
+            rhs += float(g[:, r * W + c].astype(np.float64) @ feats)
     assert lhs == pytest.approx(rhs, rel=1e-5, abs=1e-5)
 
 
@@ -342,13 +391,15 @@ def test_laplace_bits_dlogb_vs_finite_differences(b):
             y, b)
 
 
-def rate_problem(seed):
-    spec = ModelSpec(13, 10, 3, 3, 0, 0, 1, 2)
+def rate_problem(seed, chroma=0):
+    """With chroma = 2 the grids are k = 0 1 2 | 1 2 | 1 2: grids 3 and 5 follow
+    a grid that is not their child, so they are nobody's parent."""
+    spec = ModelSpec(13, 10, 3, 3, 0, 0, 1, 2, n_chroma=chroma)
     rng = np.random.default_rng(seed)
     y = rng.laplace(0.0, 0.9, spec.n_latents)
     y[rng.random(y.size) < 0.3] *= 0.2  # many rounded zeros
     yhat = _away_from_half(y)
-    logb = rng.uniform(-1.5, 1.5, (spec.n_levels, train.N_RATE_CTX))
+    logb = rng.uniform(-1.5, 1.5, (spec.n_grids, train.N_RATE_CTX))
     offsets, dims = field.level_table(spec)
     return spec, yhat, logb, offsets, dims
 
@@ -360,9 +411,10 @@ def run_rate(yhat, offsets, dims, logb, weight=1.0, glat=None, glogb=None):
     return total, glat, glogb
 
 
+@pytest.mark.parametrize("chroma", [0, 2])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_rate_total_matches_naive(seed):
-    spec, yhat, logb, offsets, dims = rate_problem(seed)
+def test_rate_total_matches_naive(seed, chroma):
+    spec, yhat, logb, offsets, dims = rate_problem(seed, chroma)
     total, _, _ = run_rate(yhat, offsets, dims, logb)
     assert total == pytest.approx(naive.rate_total(spec, yhat, logb), rel=1e-9)
     # float32 latents, as the encoder passes them
@@ -372,9 +424,10 @@ def test_rate_total_matches_naive(seed):
                                     rel=1e-6)
 
 
+@pytest.mark.parametrize("chroma", [0, 2])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_rate_latent_gradient_vs_finite_differences(seed):
-    _, yhat, logb, offsets, dims = rate_problem(seed)
+def test_rate_latent_gradient_vs_finite_differences(seed, chroma):
+    _, yhat, logb, offsets, dims = rate_problem(seed, chroma)
     w = 0.37
     _, glat, _ = run_rate(yhat, offsets, dims, logb, weight=w)
     fd = central_diff(lambda y: run_rate(y, offsets, dims, logb)[0], yhat, range(yhat.size))
@@ -382,9 +435,10 @@ def test_rate_latent_gradient_vs_finite_differences(seed):
     assert np.abs(glat).max() > 0.1
 
 
+@pytest.mark.parametrize("chroma", [0, 2])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_rate_scale_gradient_vs_finite_differences(seed):
-    _, yhat, logb, offsets, dims = rate_problem(seed)
+def test_rate_scale_gradient_vs_finite_differences(seed, chroma):
+    _, yhat, logb, offsets, dims = rate_problem(seed, chroma)
     w = 0.37
     _, _, glogb = run_rate(yhat, offsets, dims, logb, weight=w)
     flat = logb.reshape(-1)
@@ -451,15 +505,17 @@ _THREAD_SCRIPT = textwrap.dedent("""
     import hashlib
     import numba
     import numpy as np
-    from nncodec import field, train
+    from nncodec import encoder, field, train
     from nncodec._jit import TILE
     from nncodec.encoder import encode_stats
+
+    encoder.DEFAULT_STENCIL = 1  # the encode below exercises the stencil kernels
 
     sha = lambda b: hashlib.sha256(b).hexdigest()[:32]
     print("threads", numba.get_num_threads())
 
     # Parameter gradient over a selection spanning three tiles.
-    spec = field.ModelSpec(96, 96, 3, 3, 0, 1, 2, 8)
+    spec = field.ModelSpec(96, 96, 3, 3, 0, 1, 2, 8, stencil=1, n_chroma=2)
     rng = np.random.default_rng(0)
     taps = field.make_taps(spec, 96, 96)
     offsets, dims = field.level_table(spec)
@@ -469,9 +525,10 @@ _THREAD_SCRIPT = textwrap.dedent("""
     sel = np.arange(96 * 96, dtype=np.int64)
     nt = (sel.size + TILE - 1) // TILE
     gbuf = np.zeros((nt, theta.size)); lbuf = np.zeros(nt)
-    dfeat = np.zeros((3, 96 * 96), np.float32)
+    dfeat = np.zeros((7 * 5, 96 * 96), np.float32)
     train._mlp_grad(lat, offsets, dims, taps.ri, taps.rw, taps.ci, taps.cw, taps.fr, taps.fc,
-                    theta, field.layer_table(spec), 3, target, sel, 96, gbuf, lbuf, dfeat)
+                    taps.st, theta, field.layer_table(spec), 3, target, sel, 96, gbuf, lbuf,
+                    dfeat)
     glat = np.zeros(lat.size)
     train.latent_grad(dfeat, taps, offsets, dims, 96, glat)
     print("tiles", nt)
@@ -482,6 +539,7 @@ _THREAD_SCRIPT = textwrap.dedent("""
     img = np.stack([x, y, (x + y) // 2], -1).astype(np.uint8)
     img[40:90, 50:120] = (200, 30, 60)
     data, st = encode_stats(img, budget=400, preset="fast", steps=30)
+    assert st.spec.stencil == 1
     print("file", len(data), sha(data))
 """)
 
