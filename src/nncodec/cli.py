@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import NniError
+from .errors import InputError, NniError, os_error_message
 
 EXAMPLES = """examples:
   nncodec encode photo.png -o photo.nni --budget 2kb
@@ -64,12 +64,8 @@ def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
             return f.read()
-    except FileNotFoundError:
-        raise NniError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise NniError(f"is a directory: {path}") from None
-    except PermissionError:
-        raise NniError(f"permission denied: {path}") from None
+    except OSError as e:
+        raise InputError(os_error_message(e, path)) from None
 
 
 def _kernels_cached() -> bool:

@@ -38,3 +38,14 @@ class BudgetError(NniError, ValueError):
 
 class InputError(NniError, ValueError):
     """An input image or argument cannot be used."""
+
+
+def os_error_message(e: OSError, path) -> str:
+    """A one-line description of why ``path`` could not be opened."""
+    if isinstance(e, FileNotFoundError):
+        return f"no such file: {path}"
+    if isinstance(e, IsADirectoryError):
+        return f"is a directory, not a file: {path}"
+    if isinstance(e, PermissionError):
+        return f"permission denied: {path}"
+    return f"cannot read {path}: {e.strerror or e}"

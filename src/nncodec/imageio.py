@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from .errors import ImageTooLargeError, InputError
+from .errors import ImageTooLargeError, InputError, os_error_message
 
 #: Largest input image the encoder accepts (width * height).
 MAX_INPUT_PIXELS = 1 << 26
@@ -82,12 +82,8 @@ def load_image(image) -> np.ndarray:
                             f"the encoder limit of {MAX_INPUT_PIXELS} pixels")
                     opened.load()
                     im = opened.copy()
-            except FileNotFoundError:
-                raise InputError(f"no such file: {image}") from None
-            except IsADirectoryError:
-                raise InputError(f"is a directory, not an image: {image}") from None
-            except PermissionError:
-                raise InputError(f"permission denied: {image}") from None
+            except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+                raise InputError(os_error_message(e, image)) from None
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
                 if isinstance(e, ImageTooLargeError):
                     raise
