@@ -16,15 +16,21 @@ from .field import ModelSpec, render
 MAX_OUTPUT_PIXELS = 89_478_485
 
 
+def param_steps(spec: ModelSpec, ws, bs) -> np.ndarray:
+    """Quantization step of every network parameter, float64[P].
+
+    Parameters come layer by layer, weights then biases; a layer's weights
+    use ``STEP_TABLE[ws[k]]`` and its biases ``STEP_TABLE[bs[k]]``.
+    """
+    steps = []
+    for k, (o, i) in enumerate(spec.layer_shapes()):
+        steps += [np.full(o * i, fmt.STEP_TABLE[ws[k]]), np.full(o, fmt.STEP_TABLE[bs[k]])]
+    return np.concatenate(steps) if steps else np.zeros(0)
+
+
 def dequantize(spec: ModelSpec, q: np.ndarray, ws, bs) -> np.ndarray:
     """Network parameters from their integers and per-layer step indices."""
-    theta = np.empty(q.size, np.float32)
-    p = 0
-    for k, (o, i) in enumerate(spec.layer_shapes()):
-        for n, sidx in ((o * i, ws[k]), (o, bs[k])):
-            theta[p: p + n] = q[p: p + n] * np.float32(fmt.STEP_TABLE[sidx])
-            p += n
-    return theta
+    return (q * param_steps(spec, ws, bs).astype(np.float32)).astype(np.float32)
 
 
 def parse(data):

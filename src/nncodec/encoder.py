@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import format as fmt
-from .decoder import decode, dequantize
+from .decoder import decode, dequantize, param_steps
 from .entropy import encode_payload
 from .errors import BudgetError, InputError
 from .field import ModelSpec, level_table, layer_table, make_taps, render
@@ -274,13 +274,7 @@ def _default_steps(spec: ModelSpec, theta: np.ndarray) -> tuple[list[int], list[
 
 def _quantize_theta(spec: ModelSpec, theta: np.ndarray, ws, bs):
     """Return (integers int64[P], dequantized float32[P])."""
-    q = np.empty(theta.size, np.int64)
-    p = 0
-    for k, (o, i) in enumerate(spec.layer_shapes()):
-        for n, sidx in ((o * i, ws[k]), (o, bs[k])):
-            step = fmt.STEP_TABLE[sidx]
-            q[p: p + n] = np.floor(theta[p: p + n] / step + 0.5)
-            p += n
+    q = np.floor(theta / param_steps(spec, ws, bs) + 0.5).astype(np.int64)
     return q, dequantize(spec, q, ws, bs)
 
 
