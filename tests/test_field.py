@@ -99,8 +99,9 @@ def test_render_kernel_direct_matches_naive(stencil):
     taps = field.make_taps(spec, out_w, out_h, sx, sy)
     offsets, dims = field.level_table(spec)
     out = np.zeros((out_h, out_w, 3), np.uint8)
-    field._render(lat, offsets, dims, taps.ri, taps.rw, taps.ci, taps.cw, taps.fr, taps.fc,
-                  taps.st, theta, field.layer_table(spec), 3, sy, sx, out)
+    C, coff = field.column_pass(lat, offsets, dims, taps)
+    field._render(C, coff, out_w * sx, taps.ri, taps.rw, taps.fr, taps.fc, taps.st, theta,
+                  field.layer_table(spec), 3, sy, sx, out)
     want = naive.render(spec, theta, lat, out_w, out_h)
     assert np.abs(out.astype(int) - want.astype(int)).max() <= 1
     assert np.ptp(want) > 5
@@ -132,6 +133,7 @@ def test_features_block_matches_naive(case, stencil):
     taps = field.make_taps(spec, out_w, out_h, sx, sy)
     offsets, dims = field.level_table(spec)
     grids = naive.split_latents(spec, lat)
+    C, coff = field.column_pass(lat, offsets, dims, taps)
     nr, nc = out_h * sy, out_w * sx
     samples = [(r, c) for r in range(nr) for c in range(nc)]
     for b0 in range(0, len(samples), field.BLOCK):
@@ -141,8 +143,8 @@ def test_features_block_matches_naive(case, stencil):
         rows[:len(chunk)] = [r for r, _ in chunk]
         cols[:len(chunk)] = [c for _, c in chunk]
         X = np.full((spec.n_inputs, field.BLOCK), np.nan, np.float32)
-        field._features_block(lat, offsets, dims, taps.ri, taps.rw, taps.ci, taps.cw, taps.fr,
-                              taps.fc, taps.st, rows, cols, len(chunk), X)
+        field._features_block(C, coff, nc, taps.ri, taps.rw, taps.fr, taps.fc, taps.st, rows,
+                              cols, len(chunk), X)
         for b, (r, c) in enumerate(chunk):
             u = (c + 0.5) * spec.width / nc
             v = (r + 0.5) * spec.height / nr

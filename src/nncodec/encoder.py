@@ -27,7 +27,7 @@ from . import format as fmt
 from .decoder import decode, dequantize, param_steps
 from .entropy import encode_payload
 from .errors import BudgetError, InputError
-from .field import ModelSpec, level_table, layer_table, make_taps, render
+from .field import ModelSpec, column_pass, level_table, layer_table, make_taps, render
 from .train import N_RATE_CTX, Adam, _mlp_grad, _rate, latent_grad
 from ._jit import TILE
 
@@ -181,8 +181,6 @@ class Trainer:
         self.opt_theta = Adam(self.theta.size)
         self.opt_lat = Adam(self.lat.size)
         self.opt_logb = Adam(self.logb.size)
-        self.dfeat = np.zeros((spec.n_grids * self.taps.st.shape[0], self.h * self.w),
-                              np.float32)
 
     def _init_theta(self, img) -> np.ndarray:
         parts = []
@@ -227,12 +225,13 @@ class Trainer:
         gbuf = np.zeros((ntiles, self.theta.size), np.float64)
         lbuf = np.zeros(ntiles, np.float64)
         t = self.taps
-        _mlp_grad(yhat, self.offsets, self.dims, t.ri, t.rw, t.ci, t.cw, t.fr, t.fc, t.st, theta,
-                  self.layers, self.c, self.target, sel, self.w, gbuf, lbuf, self.dfeat)
+        dfeat = np.empty((self.spec.n_grids * t.st.shape[0], sel.size), np.float32)
+        C, coff = column_pass(yhat, self.offsets, self.dims, t)
+        _mlp_grad(C, coff, t.ri, t.rw, t.fr, t.fc, t.st, theta, self.layers, self.c, self.target,
+                  sel, self.w, gbuf, lbuf, dfeat)
         gtheta = gbuf.sum(axis=0)
         glat = np.zeros(self.lat.size, np.float64)
-        latent_grad(self.dfeat, t, self.offsets, self.dims, self.w, glat)
-        self.dfeat[:, sel] = 0.0
+        latent_grad(dfeat, sel, t, self.offsets, self.dims, self.w, glat)
         glogb = np.zeros_like(self.logb)
         bits = 0.0
         if self.lat.size:

@@ -33,19 +33,27 @@ N_RATE_CTX = 8
 
 
 @pjit
-def _mlp_grad(lat, offsets, dims, ri, rw, ci, cw, fr, fc, st, theta, layers, channels,
-              target, sel, width, gbuf, lbuf, dfeat):
+def _mlp_grad(C, coff, ri, rw, fr, fc, st, theta, layers, channels, target, sel, width,
+              gbuf, lbuf, dfeat):
     """Forward and backward over the selected pixels.
 
+    ``C, coff`` are the column pass of the grids (:func:`field.column_pass`).
     Writes per-tile parameter gradients to ``gbuf[t]`` (float64[T, P]), per-tile
     squared-error sums to ``lbuf[t]`` and the gradient of the loss
-    (sum of squared RGB errors / (n * C)) w.r.t. each grid feature to
-    ``dfeat[f, p]`` (float32[L * S, H*W]), for grid feature ``f``.
+    (sum of squared RGB errors / (n * C)) w.r.t. each grid feature of each
+    selected pixel to ``dfeat[f, s]`` (float32[L * S, n]), for grid feature
+    ``f`` of pixel ``sel[s]``.
+
+    Inside a tile, parameter gradients are accumulated per lane (one partial
+    sum per lane and parameter, so the lane loops vectorize without
+    reassociating a sum) and the lanes are added in order at the tile's end.
     """
     n = sel.shape[0]
     ntiles = (n + TILE - 1) // TILE
     nl = layers.shape[0]
-    LS = dims.shape[0] * st.shape[0]
+    P = theta.shape[0]
+    LS = coff.shape[1] * st.shape[0]
+    ncols = fc.shape[0]
     maxw = _max_width(layers)
     scale = np.float32(2.0 / (n * channels))
     for t in prange(ntiles):
@@ -53,10 +61,10 @@ def _mlp_grad(lat, offsets, dims, ri, rw, ci, cw, fr, fc, st, theta, layers, cha
         Zb = np.zeros((nl, maxw, BLOCK), np.float32)
         dZ = np.zeros((maxw, BLOCK), np.float32)
         dH = np.zeros((maxw, BLOCK), np.float32)
+        G = np.zeros((P, BLOCK), np.float32)
         rows = np.empty(BLOCK, np.int64)
         cols = np.empty(BLOCK, np.int64)
         rgb = np.zeros(3, np.float32)
-        g = gbuf[t]
         loss = 0.0
         end = min(n, (t + 1) * TILE)
         for s0 in range(t * TILE, end, BLOCK):
@@ -65,13 +73,9 @@ def _mlp_grad(lat, offsets, dims, ri, rw, ci, cw, fr, fc, st, theta, layers, cha
                 p = sel[s0 + b]
                 rows[b] = p // width
                 cols[b] = p - rows[b] * width
-            _features_block(lat, offsets, dims, ri, rw, ci, cw, fr, fc, st, rows, cols, nb,
-                            Hb[0])
-            _mlp_forward_block(theta, layers, Hb, Zb)
+            _features_block(C, coff, ncols, ri, rw, fr, fc, st, rows, cols, nb, Hb[0])
+            _mlp_forward_block(theta, layers, Hb, Zb, nb)
             # d loss / d output (YCoCg): transpose of the colour transform.
-            for ch in range(channels):
-                for b in range(BLOCK):
-                    dZ[ch, b] = 0.0
             for b in range(nb):
                 p = sel[s0 + b]
                 _to_rgb(Zb[nl - 1], channels, b, rgb)
@@ -88,83 +92,130 @@ def _mlp_grad(lat, offsets, dims, ri, rw, ci, cw, fr, fc, st, theta, layers, cha
                     dZ[1, b] = scale * (e0 - e2)
                     dZ[2, b] = scale * (-e0 + e1 - e2)
             # Backward through the layers, last to first.
-            pend = theta.shape[0]
+            pend = P
             for k in range(nl - 1, -1, -1):
                 no = layers[k, 0]
                 ni = layers[k, 1]
                 bb = pend - no
                 wb = bb - no * ni
                 for i in range(ni):
-                    for b in range(BLOCK):
-                        dH[i, b] = 0.0
+                    dh = dH[i]
+                    for b in range(nb):
+                        dh[b] = 0.0
                 for o in range(no):
-                    sb = np.float32(0.0)
-                    for b in range(BLOCK):
-                        sb += dZ[o, b]
-                    g[bb + o] += sb
+                    dz = dZ[o]
+                    gb = G[bb + o]
+                    for b in range(nb):
+                        gb[b] += dz[b]
                     row = wb + o * ni
                     for i in range(ni):
                         w = theta[row + i]
-                        sw = np.float32(0.0)
-                        for b in range(BLOCK):
-                            sw += dZ[o, b] * Hb[k, i, b]
-                            dH[i, b] += dZ[o, b] * w
-                        g[row + i] += sw
+                        h = Hb[k, i]
+                        gw = G[row + i]
+                        dh = dH[i]
+                        for b in range(nb):
+                            gw[b] += dz[b] * h[b]
+                            dh[b] += dz[b] * w
                 if k > 0:
                     for i in range(ni):
-                        for b in range(BLOCK):
-                            dZ[i, b] = dH[i, b] if Zb[k - 1, i, b] > 0.0 else np.float32(0.0)
+                        dz = dZ[i]
+                        dh = dH[i]
+                        z = Zb[k - 1, i]
+                        for b in range(nb):
+                            dz[b] = dh[b] if z[b] > 0.0 else np.float32(0.0)
                 pend = wb
-            for b in range(nb):
-                p = sel[s0 + b]
-                for f in range(LS):
-                    dfeat[f, p] = dH[f, b]
+            for f in range(LS):
+                for b in range(nb):
+                    dfeat[f, s0 + b] = dH[f, b]
+        g = gbuf[t]
+        for j in range(P):
+            acc = 0.0
+            for b in range(BLOCK):
+                acc += G[j, b]
+            g[j] = acc
         lbuf[t] = loss
 
 
+@njit
+def _row_starts(sel, width, height):
+    """starts[y] = index of the first selected pixel in row >= y (sel ascending)."""
+    starts = np.empty(height + 1, np.int64)
+    s = 0
+    n = sel.shape[0]
+    for y in range(height + 1):
+        lim = y * width
+        while s < n and sel[s] < lim:
+            s += 1
+        starts[y] = s
+    return starts
+
+
 @pjit
-def _grid_grad_rows(dfeat_l, ci, cw, width, wk, tmp):
-    """tmp[y, b] = sum_x cw[x, t] * dfeat[y, x] over x with ci[x, t] == b."""
+def _grid_grad_rows(dfeat_f, sel, starts, ci, cw, width, wk, tmp):
+    """tmp[y, b] = sum over selected pixels (y, x) of cw[x, t] * dfeat[s], ci[x, t] == b.
+
+    Row ``y``'s pixels are ``sel[starts[y]:starts[y + 1]]``, taken in order.
+    """
     H = tmp.shape[0]
     for y in prange(H):
         for b in range(wk):
             tmp[y, b] = 0.0
         base = y * width
-        for x in range(width):
-            d = dfeat_l[base + x]
+        for s in range(starts[y], starts[y + 1]):
+            d = dfeat_f[s]
             if d != 0.0:
+                x = sel[s] - base
                 for t in range(4):
                     tmp[y, ci[x, t]] += cw[x, t] * d
 
 
 @pjit
 def _grid_grad_cols(tmp, ri, rw, hk, out):
-    """out[a, b] += sum_y rw[y, t] * tmp[y, b] over y with ri[y, t] == a."""
+    """out[a, b] += sum_y rw[y, t] * tmp[y, b] over (y, t) with ri[y, t] == a.
+
+    Each grid row ``a`` is one parallel iteration; it visits the rows ``y``
+    that reach it (a contiguous range, as ``ri`` grows with ``y``) in
+    ascending ``(y, t)`` and adds whole rows of ``tmp`` (a vectorized loop).
+    """
     H = tmp.shape[0]
     wk = tmp.shape[1]
-    for b in prange(wk):
-        for y in range(H):
-            d = tmp[y, b]
-            if d != 0.0:
-                for t in range(4):
-                    out[ri[y, t] * wk + b] += rw[y, t] * d
+    lo = np.full(hk, H, np.int64)
+    hi = np.full(hk, -1, np.int64)
+    for y in range(H):
+        for t in range(4):
+            a = ri[y, t]
+            lo[a] = min(lo[a], y)
+            hi[a] = max(hi[a], y)
+    for a in prange(hk):
+        dst = out[a * wk:(a + 1) * wk]
+        for y in range(lo[a], hi[a] + 1):
+            src = tmp[y]
+            for t in range(4):
+                if ri[y, t] == a:
+                    w = np.float64(rw[y, t])
+                    for b in range(wk):
+                        dst[b] += w * src[b]
 
 
-def latent_grad(dfeat, taps, offsets, dims, width, out):
-    """Back-project per-pixel feature gradients onto the grids (into ``out``).
+def latent_grad(dfeat, sel, taps, offsets, dims, width, out):
+    """Back-project per-sample feature gradients onto the grids (into ``out``).
 
-    The transpose of the separable sampling, as two gathers (rows, then
-    columns), each output written by one loop iteration in a fixed order.
+    ``dfeat[f, s]`` is the gradient for grid feature ``f`` at pixel ``sel[s]``
+    (``sel`` ascending). The transpose of the separable sampling, as two
+    gathers (rows, then columns), each output written by one loop iteration
+    in a fixed order.
     """
-    height = dfeat.shape[1] // width
+    height = taps.ri.shape[2]
     S = taps.st.shape[0]
+    starts = _row_starts(sel, width, height)
     out[:] = 0.0
     for lev in range(dims.shape[0]):
         hk, wk = int(dims[lev, 0]), int(dims[lev, 1])
         tmp = np.empty((height, wk), dtype=np.float64)
         for s in range(S):
             tr, tc = int(taps.st[s, 0]), int(taps.st[s, 1])
-            _grid_grad_rows(dfeat[lev * S + s], taps.ci[tc, lev], taps.cw[tc, lev], width, wk, tmp)
+            _grid_grad_rows(dfeat[lev * S + s], sel, starts, taps.ci[tc, lev],
+                            taps.cw[tc, lev], width, wk, tmp)
             _grid_grad_cols(tmp, taps.ri[tr, lev], taps.rw[tr, lev], hk,
                             out[offsets[lev]:offsets[lev + 1]])
 
