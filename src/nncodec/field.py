@@ -239,23 +239,29 @@ def _column_pass(lat, offsets, dims, ci, cw, coff, C):
     lat[grid lev, row i, column ci[tc, lev, x, t]]``, summed from 0 in
     ascending ``t``: exactly the inner sum of the separable B-spline, so
     features taken from ``C`` equal the direct 4 x 4 evaluation bit for bit.
+    One parallel iteration per (shift, grid, row).
     """
     T = cw.shape[0]
     L = dims.shape[0]
     ncols = cw.shape[2]
-    for tc in range(T):
-        for lev in range(L):
-            hk = dims[lev, 0]
-            wk = dims[lev, 1]
-            off = offsets[lev]
-            for i in prange(hk):
-                base = off + i * wk
-                dst = coff[tc, lev] + i * ncols
-                for x in range(ncols):
-                    s = np.float32(0.0)
-                    for t in range(4):
-                        s += cw[tc, lev, x, t] * lat[base + ci[tc, lev, x, t]]
-                    C[dst + x] = s
+    rows_before = np.zeros(L + 1, np.int64)
+    for lev in range(L):
+        rows_before[lev + 1] = rows_before[lev] + dims[lev, 0]
+    R = rows_before[L]
+    for job in prange(T * R):
+        tc = job // R
+        r = job - tc * R
+        lev = 0
+        while rows_before[lev + 1] <= r:
+            lev += 1
+        i = r - rows_before[lev]
+        base = offsets[lev] + i * dims[lev, 1]
+        dst = coff[tc, lev] + i * ncols
+        for x in range(ncols):
+            s = np.float32(0.0)
+            for t in range(4):
+                s += cw[tc, lev, x, t] * lat[base + ci[tc, lev, x, t]]
+            C[dst + x] = s
 
 
 @njit

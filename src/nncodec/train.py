@@ -151,50 +151,76 @@ def _row_starts(sel, width, height):
 
 
 @pjit
-def _grid_grad_rows(dfeat_f, sel, starts, ci, cw, width, wk, tmp):
-    """tmp[y, b] = sum over selected pixels (y, x) of cw[x, t] * dfeat[s], ci[x, t] == b.
+def _grid_grad_rows(dfeat, sel, starts, ci, cw, st, dims, width, toff, tmp):
+    """Row pass of the back-projection, every grid and stencil point at once.
 
-    Row ``y``'s pixels are ``sel[starts[y]:starts[y + 1]]``, taken in order.
+    For feature ``f = lev * S + s`` and image row ``y``:
+    ``tmp[toff[f] + y * wk + b] = sum cw[tc, lev, x, t] * dfeat[f, k]`` over the
+    selected pixels ``sel[k] = (y, x)`` of the row (``sel[starts[y]:starts[y+1]]``,
+    in order) and ``t`` with ``ci[tc, lev, x, t] == b``. One parallel
+    iteration per (feature, row).
     """
-    H = tmp.shape[0]
-    for y in prange(H):
+    S = st.shape[0]
+    F = dims.shape[0] * S
+    H = starts.shape[0] - 1
+    for job in prange(F * H):
+        f = job // H
+        y = job - f * H
+        lev = f // S
+        tc = st[f - lev * S, 1]
+        wk = dims[lev, 1]
+        row = tmp[toff[f] + y * wk: toff[f] + (y + 1) * wk]
         for b in range(wk):
-            tmp[y, b] = 0.0
+            row[b] = 0.0
         base = y * width
-        for s in range(starts[y], starts[y + 1]):
-            d = dfeat_f[s]
+        for k in range(starts[y], starts[y + 1]):
+            d = dfeat[f, k]
             if d != 0.0:
-                x = sel[s] - base
+                x = sel[k] - base
                 for t in range(4):
-                    tmp[y, ci[x, t]] += cw[x, t] * d
+                    row[ci[tc, lev, x, t]] += cw[tc, lev, x, t] * d
 
 
 @pjit
-def _grid_grad_cols(tmp, ri, rw, hk, out):
-    """out[a, b] += sum_y rw[y, t] * tmp[y, b] over (y, t) with ri[y, t] == a.
+def _grid_grad_cols(tmp, toff, ri, rw, st, dims, offsets, out):
+    """Column pass: ``out[grid lev][a, b] = sum rw[tr, lev, y, t] * tmp_f[y, b]``.
 
-    Each grid row ``a`` is one parallel iteration; it visits the rows ``y``
-    that reach it (a contiguous range, as ``ri`` grows with ``y``) in
-    ascending ``(y, t)`` and adds whole rows of ``tmp`` (a vectorized loop).
+    Summed over the stencil points ``s`` of the grid (``f = lev * S + s``),
+    then the rows ``y`` and taps ``t`` with ``ri[tr, lev, y, t] == a``, all
+    ascending. One parallel iteration per grid row ``(lev, a)``; it adds
+    whole rows of ``tmp`` (a vectorized loop). The rows reaching ``a`` are a
+    contiguous range, as ``ri`` grows with ``y``.
     """
-    H = tmp.shape[0]
-    wk = tmp.shape[1]
-    lo = np.full(hk, H, np.int64)
-    hi = np.full(hk, -1, np.int64)
-    for y in range(H):
-        for t in range(4):
-            a = ri[y, t]
-            lo[a] = min(lo[a], y)
-            hi[a] = max(hi[a], y)
-    for a in prange(hk):
-        dst = out[a * wk:(a + 1) * wk]
-        for y in range(lo[a], hi[a] + 1):
-            src = tmp[y]
-            for t in range(4):
-                if ri[y, t] == a:
-                    w = np.float64(rw[y, t])
-                    for b in range(wk):
-                        dst[b] += w * src[b]
+    S = st.shape[0]
+    L = dims.shape[0]
+    H = ri.shape[2]
+    rows_before = np.zeros(L + 1, np.int64)
+    for lev in range(L):
+        rows_before[lev + 1] = rows_before[lev] + dims[lev, 0]
+    for job in prange(rows_before[L]):
+        lev = 0
+        while rows_before[lev + 1] <= job:
+            lev += 1
+        a = job - rows_before[lev]
+        wk = dims[lev, 1]
+        dst = out[offsets[lev] + a * wk: offsets[lev] + (a + 1) * wk]
+        for b in range(wk):
+            dst[b] = 0.0
+        for s in range(S):
+            tr = st[s, 0]
+            f = lev * S + s
+            # First row whose taps reach a (ri is non-decreasing in y).
+            y = 0
+            while y < H and ri[tr, lev, y, 3] < a:
+                y += 1
+            while y < H and ri[tr, lev, y, 0] <= a:
+                src = tmp[toff[f] + y * wk: toff[f] + (y + 1) * wk]
+                for t in range(4):
+                    if ri[tr, lev, y, t] == a:
+                        w = np.float64(rw[tr, lev, y, t])
+                        for b in range(wk):
+                            dst[b] += w * src[b]
+                y += 1
 
 
 def latent_grad(dfeat, sel, taps, offsets, dims, width, out):
@@ -208,16 +234,15 @@ def latent_grad(dfeat, sel, taps, offsets, dims, width, out):
     height = taps.ri.shape[2]
     S = taps.st.shape[0]
     starts = _row_starts(sel, width, height)
-    out[:] = 0.0
-    for lev in range(dims.shape[0]):
-        hk, wk = int(dims[lev, 0]), int(dims[lev, 1])
-        tmp = np.empty((height, wk), dtype=np.float64)
-        for s in range(S):
-            tr, tc = int(taps.st[s, 0]), int(taps.st[s, 1])
-            _grid_grad_rows(dfeat[lev * S + s], sel, starts, taps.ci[tc, lev],
-                            taps.cw[tc, lev], width, wk, tmp)
-            _grid_grad_cols(tmp, taps.ri[tr, lev], taps.rw[tr, lev], hk,
-                            out[offsets[lev]:offsets[lev + 1]])
+    F = dims.shape[0] * S
+    toff = np.zeros(F + 1, np.int64)
+    toff[1:] = np.cumsum(np.repeat(dims[:, 1], S) * height)
+    tmp = np.empty(int(toff[-1]), np.float64)
+    if F:
+        _grid_grad_rows(dfeat, sel, starts, taps.ci, taps.cw, taps.st, dims, width, toff, tmp)
+        _grid_grad_cols(tmp, toff, taps.ri, taps.rw, taps.st, dims, offsets, out)
+    else:
+        out[:] = 0.0
 
 
 @njit
@@ -244,42 +269,61 @@ def _laplace_bits(y, b):
     return bits, -dPdy / (P * LN2), -dPdb / (P * LN2) * b
 
 
-@njit
+@pjit
 def _rate(yhat, offsets, dims, logb, glat, glogb, weight):
     """Rate proxy over all latents; adds ``weight * d bits`` into the grads.
 
     ``yhat`` float32[N] are the (noisy or rounded) latents. The context class
     of each latent is computed from its rounded causal neighbours and parent,
     as the coder does, and selects the Laplace scale ``exp(logb[l, class])``.
-    Returns total bits.
+    Returns total bits. One parallel iteration per grid row; per-row sums are
+    reduced in row order.
     """
     L = dims.shape[0]
-    total = 0.0
-    for lev in range(L - 1, -1, -1):
+    N = yhat.shape[0]
+    q = np.empty(N, np.int64)
+    for n in prange(N):
+        q[n] = np.int64(math.floor(yhat[n] + 0.5))
+    rows_before = np.zeros(L + 1, np.int64)
+    for lev in range(L):
+        rows_before[lev + 1] = rows_before[lev] + dims[lev, 0]
+    R = rows_before[L]
+    nc = logb.shape[1]
+    row_bits = np.zeros(R, np.float64)
+    row_glogb = np.zeros((R, nc), np.float64)
+    for job in prange(R):
+        lev = 0
+        while rows_before[lev + 1] <= job:
+            lev += 1
+        i = job - rows_before[lev]
         hk = dims[lev, 0]
         wk = dims[lev, 1]
         off = offsets[lev]
-        q = np.empty((hk, wk), dtype=np.int64)
-        for n in range(hk * wk):
-            q[n // wk, n % wk] = np.int64(math.floor(yhat[off + n] + 0.5))
+        qg = q[off: off + hk * wk].reshape((hk, wk))
         has_parent = _is_parent(dims, lev)
         pw = dims[lev + 1, 1] if has_parent else 1
         poff = offsets[lev + 1] if has_parent else 0
-        for i in range(hk):
-            for j in range(wk):
-                s, sctx = _neigh(q, i, j, hk, wk)
-                pnz = 0
-                if has_parent:
-                    pv = yhat[poff + (i >> 1) * pw + (j >> 1)]
-                    if abs(pv) >= 0.5:
-                        pnz = 1
-                cls = _zero_class(s) * 2 + pnz
-                b = math.exp(logb[lev, cls])
-                n = off + i * wk + j
-                bits, dy, dlb = _laplace_bits(yhat[n], b)
-                total += bits
-                glat[n] += weight * dy
-                glogb[lev, cls] += weight * dlb
+        for j in range(wk):
+            s, sctx = _neigh(qg, i, j, hk, wk)
+            pnz = 0
+            if has_parent:
+                pv = yhat[poff + (i >> 1) * pw + (j >> 1)]
+                if abs(pv) >= 0.5:
+                    pnz = 1
+            cls = _zero_class(s) * 2 + pnz
+            b = math.exp(logb[lev, cls])
+            n = off + i * wk + j
+            bits, dy, dlb = _laplace_bits(yhat[n], b)
+            row_bits[job] += bits
+            glat[n] += weight * dy
+            row_glogb[job, cls] += weight * dlb
+    total = 0.0
+    for job in range(R):
+        total += row_bits[job]
+    for lev in range(L):
+        for job in range(rows_before[lev], rows_before[lev + 1]):
+            for c in range(nc):
+                glogb[lev, c] += row_glogb[job, c]
     return total
 
 
