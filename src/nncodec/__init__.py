@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from .errors import (BudgetError, ChecksumError, FormatError, ImageTooLargeError, InputError,
                      NniError, TruncatedError, VersionError)
+from .progress import TrainingProgress
 
 __version__ = "0.1.0"
 
 __all__ = [
     "encode", "decode", "info", "check", "NniError", "FormatError", "TruncatedError",
     "ChecksumError", "VersionError", "ImageTooLargeError", "BudgetError", "InputError",
-    "__version__",
+    "TrainingProgress", "__version__",
 ]
 
 
@@ -35,7 +36,10 @@ def encode(image, /, *, budget, preset="default", seed=0, model="grid", progress
             same bytes.
         model: ``"grid"`` (latent grids + MLP) or ``"mlp"`` (the plain
             coordinate MLP with Fourier features).
-        progress: optional callable ``progress(step, total, info_dict)``.
+        progress: optional callable ``progress(step, total, info)``, called
+            every 25 training steps; ``info`` is a :class:`TrainingProgress`
+            (stage, PSNR estimate, estimated bytes, ``render()`` of the
+            current model), also readable as a dict.
     Raises:
         BudgetError: the budget is too small; ``.minimum`` holds the smallest
             budget that works.

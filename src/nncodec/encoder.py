@@ -28,6 +28,7 @@ from .decoder import decode, dequantize, param_steps
 from .entropy import encode_payload
 from .errors import BudgetError, InputError
 from .field import ModelSpec, level_table, layer_table, make_taps, render
+from .progress import TrainingProgress
 from .train import N_RATE_CTX, Adam, _mlp_grad, _rate, latent_grad
 from ._jit import TILE
 
@@ -478,8 +479,10 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
                 lam *= float(np.clip(ratio, 0.5, 2.0)) ** gain
             history.append((it + 1, mse, size, lam))
             if progress is not None:
-                progress(it + 1, n_steps, {"psnr": 10 * math.log10(1 / max(mse, 1e-12)),
-                                           "bytes": size, "lambda": lam})
+                progress(it + 1, n_steps, TrainingProgress(
+                    it + 1, n_steps, "ste" if hard else "noise",
+                    10 * math.log10(1 / max(mse, 1e-12)), size, lam,
+                    (spec, tr.theta, tr.lat, w, h)))
     ws, bs = qsteps if qsteps is not None else _quantize_weights(spec, tr.theta, tr.lat, img,
                                                                  lam, metadata)
     try:
