@@ -19,13 +19,15 @@ from .progress import TrainingProgress
 __version__ = "0.1.0"
 
 __all__ = [
-    "encode", "decode", "info", "check", "NniError", "FormatError", "TruncatedError",
+    "encode", "decode", "info", "check", "read_metadata", "image_metadata",
+    "NniError", "FormatError", "TruncatedError",
     "ChecksumError", "VersionError", "ImageTooLargeError", "BudgetError", "InputError",
     "TrainingProgress", "__version__",
 ]
 
 
-def encode(image, /, *, budget, preset="default", seed=0, model="grid", progress=None):
+def encode(image, /, *, budget, preset="default", seed=0, model="grid", progress=None,
+           metadata=None):
     """Encode an image into ``.nni`` bytes no larger than ``budget``.
 
     Args:
@@ -40,15 +42,20 @@ def encode(image, /, *, budget, preset="default", seed=0, model="grid", progress
             every 25 training steps; ``info`` is a :class:`TrainingProgress`
             (stage, PSNR estimate, estimated bytes, ``render()`` of the
             current model), also readable as a dict.
+        metadata: optional dict with keys ``"icc"`` (ICC profile) and
+            ``"exif"`` (Exif bytes) to store in the file, e.g.
+            ``image_metadata(path)``. They count in the budget: the model
+            gets what they leave.
     Raises:
         BudgetError: the budget is too small; ``.minimum`` holds the smallest
             budget that works.
         InputError: the image cannot be read or used.
     """
     from .encoder import encode_stats
+    from .metadata import pack
 
     data, _ = encode_stats(image, budget=budget, preset=preset, seed=seed, model=model,
-                           progress=progress)
+                           progress=progress, metadata=pack(metadata))
     return data
 
 
@@ -75,6 +82,28 @@ def info(data, /) -> dict:
     from . import decoder
 
     return decoder.info(data)
+
+
+def read_metadata(data, /) -> dict:
+    """The metadata stored in ``.nni`` bytes: ``{"icc": bytes, "exif": bytes}``, or fewer keys.
+
+    Raises FormatError if the file or its metadata section is invalid.
+    """
+    from .metadata import read
+
+    return read(data)
+
+
+def image_metadata(image, /) -> dict:
+    """ICC profile and Exif of an image (path, bytes or PIL image) to pass to :func:`encode`.
+
+    The Exif orientation is set to 1, since the encoder stores the pixels
+    upright; an ICC profile of another colour space than the coded one
+    (RGB or grey) is left out.
+    """
+    from .metadata import from_image
+
+    return from_image(image)
 
 
 def check(data, /) -> bool:

@@ -427,15 +427,21 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
     h, w, c = img.shape
     floor_bytes = minimum_size(c, metadata)
     if nbytes < floor_bytes:
+        if len(metadata) >= nbytes:
+            raise BudgetError(f"the metadata alone take {len(metadata)} bytes, more than the "
+                              f"budget of {nbytes} bytes; the smallest file with them is "
+                              f"{floor_bytes} bytes", minimum=floor_bytes)
         raise BudgetError(
-            f"budget of {nbytes} bytes is too small: the smallest .nni file is {floor_bytes} bytes",
-            minimum=floor_bytes)
-    spec = choose_spec(w, h, c, nbytes, model)
+            f"budget of {nbytes} bytes is too small: the smallest .nni file is {floor_bytes} bytes"
+            + (f", {len(metadata)} of them metadata" if metadata else ""), minimum=floor_bytes)
+    # Metadata take their bytes off the top: the model gets the rest.
+    model_bytes = nbytes - len(metadata)
+    spec = choose_spec(w, h, c, model_bytes, model)
     # Shrink the model until its weights alone fit comfortably.
     while True:
         n_layers = spec.n_hidden + 1
-        est = fmt.header_bytes(n_layers) + 4 + len(metadata) + spec.n_params * 0.75
-        if est <= 0.6 * nbytes or (spec.hidden_width <= 2 and spec.n_hidden == 0):
+        est = fmt.header_bytes(n_layers) + 4 + spec.n_params * 0.75
+        if est <= 0.6 * model_bytes or (spec.hidden_width <= 2 and spec.n_hidden == 0):
             break
         if spec.hidden_width > 4:
             spec = dataclasses.replace(spec, hidden_width=max(2, spec.hidden_width * 2 // 3))
@@ -446,8 +452,8 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
     log.info("model: %s", spec)
 
     tr = Trainer(spec, img, seed)
-    lam = _initial_lambda(nbytes * 8.0 / (h * w))
-    target_bytes = FILL_TARGET * nbytes
+    lam = _initial_lambda(model_bytes * 8.0 / (h * w))
+    target_bytes = len(metadata) + FILL_TARGET * model_bytes
     n_hard = int(round(cfg.ste_fraction * n_steps))
     history = []
     check_every = 25
