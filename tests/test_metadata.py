@@ -1,4 +1,4 @@
-"""metadata.py: ICC / Exif in the metadata section, counted in the budget."""
+"""metadata.py: ICC / Exif in the metadata section, counted in the budget, written back."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from PIL import Image, ImageCms
 import nncodec
 from nncodec import format as fmt
 from nncodec import metadata
+from nncodec.cli import main
 from nncodec.encoder import encode_stats
 from nncodec.errors import BudgetError, FormatError, InputError
 
@@ -150,3 +151,57 @@ def test_info_without_and_with_unreadable_metadata(encoded_grey):
     np.testing.assert_array_equal(nncodec.decode(bad), nncodec.decode(encoded_grey.data))
     with pytest.raises(FormatError):
         nncodec.read_metadata(bad)
+
+
+# ---------------------------------------------------------------------------
+# Command line: --keep-metadata, decode writes them back, info lists them.
+
+
+@pytest.fixture(scope="module")
+def kept(tmp_path_factory, make_image):
+    """A JPEG with an ICC profile and rotated Exif, encoded with --keep-metadata."""
+    d = tmp_path_factory.mktemp("meta")
+    src = d / "in.jpg"
+    Image.fromarray(make_image(24, 16, 3, seed=5)).save(src, quality=95, icc_profile=SRGB,
+                                                         exif=exif_with(6))
+    out = d / "in.nni"
+    assert main(["encode", str(src), "-o", str(out), "-b", "1k", "--preset", "fast",
+                 "--keep-metadata", "-q"]) == 0
+    return out
+
+
+def test_cli_info_lists_metadata(kept, capsys):
+    assert main(["info", str(kept)]) == 0
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
+    assert lines["metadata_keys"] == "exif icc"
+    # Orientation applied to the pixels: 24x16 rotated by 90 degrees.
+    assert (lines["width"], lines["height"]) == ("16", "24")
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".webp"])
+def test_cli_decode_writes_metadata_back(kept, tmp_path, ext):
+    out = tmp_path / ("out" + ext)
+    assert main(["decode", str(kept), "-o", str(out), "-q"]) == 0
+    with Image.open(out) as im:
+        assert im.info.get("icc_profile") == SRGB
+        exif = im.getexif()
+        assert exif[0x010F] == "nncodec test" and exif[0x0112] == 1
+
+
+def test_cli_decode_without_metadata_writes_none(encoded_rgb, tmp_path):
+    src = tmp_path / "plain.nni"
+    src.write_bytes(encoded_rgb.data)
+    out = tmp_path / "plain.png"
+    assert main(["decode", str(src), "-o", str(out), "-q"]) == 0
+    with Image.open(out) as im:
+        assert "icc_profile" not in im.info and len(im.getexif()) == 0
+
+
+def test_cli_metadata_over_budget(tmp_path, make_image, capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray(make_image(24, 16, 3)).save(src, icc_profile=SRGB)
+    out = tmp_path / "o.nni"
+    assert main(["encode", str(src), "-o", str(out), "-b", "100", "--keep-metadata"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nncodec: error:") and "metadata" in err and "\n" not in err
+    assert not out.exists()

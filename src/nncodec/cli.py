@@ -6,14 +6,16 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from .errors import InputError, NniError, os_error_message
+from ._files import read_input as _read
+from ._files import write_atomic as _write_atomic
+from .errors import InputError, NniError
 
 EXAMPLES = """examples:
   nncodec encode photo.png -o photo.nni --budget 2kb
+  nncodec encode photo.jpg -o photo.nni --budget 4kb --keep-metadata
   nncodec decode photo.nni -o photo.png
   nncodec decode photo.nni -o big.png --scale 4
   nncodec decode photo.nni -o thumb.jpg --size 192x128
@@ -21,51 +23,8 @@ EXAMPLES = """examples:
   cat photo.png | nncodec encode - -o - --budget 4k > photo.nni
 
 budgets are bytes: 2048, 2k, 2kb, 2KiB (1 k = 1024 bytes); the file is never larger.
+statistics and progress go to stderr, so -o - keeps stdout for the file alone.
 """
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename."""
-    if path == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise NniError(f"cannot write {path}: it is a directory")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                   dir=str(target.parent) if str(target.parent) else ".")
-    except OSError as e:
-        raise NniError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        # mkstemp creates the file 0600; give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise NniError(f"cannot write {path}: {e.strerror or e}") from None
-        raise
-
-
-def _read(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise InputError(os_error_message(e, path)) from None
 
 
 def _kernels_cached() -> bool:
@@ -111,14 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default="grid", choices=["grid", "mlp"],
                    help="grid: latent grids + MLP (default); mlp: plain coordinate MLP")
     e.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    e.add_argument("--keep-metadata", action="store_true",
+                   help="store the ICC profile and Exif (they count in the budget)")
     e.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-    e.add_argument("-v", "--verbose", action="store_true", help="log training progress")
+    e.add_argument("-v", "--verbose", action="store_true",
+                   help="log the model and training progress (instead of a progress bar)")
 
     d = sub.add_parser("decode", help="decode an .nni file to an image at any size",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("input", help=".nni file, or - for stdin")
     d.add_argument("-o", "--output", required=True,
-                   help="image to write; format from the extension (PNG for -)")
+                   help="image to write; format from the extension (PNG for -); stored "
+                        "ICC profile and Exif are written to PNG, JPEG, WebP, AVIF and TIFF")
     g = d.add_mutually_exclusive_group()
     g.add_argument("--scale", type=_positive_float, help="scale factor, any positive number")
     g.add_argument("--size", type=_parse_size, help="output size WxH, e.g. 1920x1080")
@@ -132,29 +95,74 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# ---------------------------------------------------------------------------
+# encode
+
+
+def _show_bar(args) -> bool:
+    """A progress bar only for a person watching: not quiet, not verbose, stderr a terminal."""
+    return not args.quiet and not args.verbose and sys.stderr.isatty()
+
+
+def _tqdm(**kw):
+    from tqdm import tqdm
+
+    return tqdm(file=sys.stderr, dynamic_ncols=True, leave=False, **kw)
+
+
+class _StepProgress:
+    """The encoder's progress callback: progress bar or verbose lines."""
+
+    def __init__(self, args):
+        self.bar = None
+        self.show_bar = _show_bar(args)
+        self.verbose = args.verbose
+        self.last = 0.0
+
+    def __call__(self, step, total, info) -> None:
+        if self.show_bar:
+            if self.bar is None:
+                self.bar = _tqdm(total=total, unit="step", desc="training")
+            self.bar.set_postfix_str(f"{info.stage} {info.psnr:.2f} dB ~{info.bytes} bytes",
+                                     refresh=False)
+            self.bar.update(step - self.bar.n)
+        if self.verbose and time.monotonic() - self.last > 1.0:
+            self.last = time.monotonic()
+            print(f"  step {step}/{total}  {info.stage}  {info.psnr:.2f} dB  "
+                  f"~{info.bytes} bytes", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _encode(args) -> int:
     from .encoder import encode_stats
+    from .metadata import from_image, pack
 
+    src_name = args.input
     if not args.quiet and not _kernels_cached():
         print("nncodec: compiling kernels (first run, takes a minute; cached afterwards)",
               file=sys.stderr)
-    src = _read(args.input) if args.input == "-" else args.input
-    last = [0.0]
-
-    def progress(step, total, info):
-        if args.verbose and time.monotonic() - last[0] > 1.0:
-            last[0] = time.monotonic()
-            print(f"  step {step}/{total}  {info['psnr']:.2f} dB  ~{info['bytes']} bytes",
-                  file=sys.stderr)
-
-    data, st = encode_stats(src, budget=args.budget, preset=args.preset, seed=args.seed,
-                            model=args.model, progress=progress)
+    src = _read(src_name) if src_name == "-" else src_name
+    meta = pack(from_image(src)) if args.keep_metadata else b""
+    progress = _StepProgress(args)
+    try:
+        data, st = encode_stats(src, budget=args.budget, preset=args.preset, seed=args.seed,
+                                model=args.model, metadata=meta, progress=progress)
+    finally:
+        progress.close()
     _write_atomic(args.output, data)
     if not args.quiet:
         name = "<stdout>" if args.output == "-" else args.output
-        print(f"{name}: {st.bytes} bytes (budget {st.budget}), {st.bpp:.4f} bpp, "
+        extra = f", {len(meta)} of them metadata" if meta else ""
+        print(f"{name}: {st.bytes} bytes (budget {st.budget}{extra}), {st.bpp:.4f} bpp, "
               f"{st.psnr:.2f} dB PSNR, {st.seconds:.1f} s", file=sys.stderr)
     return 0
+
+
+# ---------------------------------------------------------------------------
+# decode, info
 
 
 def _decode(args) -> int:
@@ -163,6 +171,8 @@ def _decode(args) -> int:
     from PIL import Image
 
     from . import decoder
+    from .errors import FormatError
+    from .metadata import pil_save_options, read as read_metadata
 
     data = _read(args.input)
     kw = {}
@@ -170,10 +180,16 @@ def _decode(args) -> int:
         kw["max_pixels"] = None if args.max_pixels <= 0 else args.max_pixels
     t0 = time.perf_counter()
     out = decoder.decode(data, args.size, scale=args.scale, **kw)
+    try:
+        meta = read_metadata(data)
+    except FormatError as e:
+        meta = {}
+        if not args.quiet:
+            print(f"nncodec: warning: metadata not written: {e}", file=sys.stderr)
     im = Image.fromarray(out)
     buf = io.BytesIO()
     if args.output == "-":
-        im.save(buf, format="PNG")
+        im.save(buf, format="PNG", **pil_save_options(meta, "PNG"))
     else:
         try:
             fmt = Image.registered_extensions()[Path(args.output).suffix.lower()]
@@ -182,6 +198,7 @@ def _decode(args) -> int:
                            "use an extension such as .png, .jpg or .webp") from None
         # Lossy output formats get a high quality: the render is the product.
         opts = {"quality": 95} if fmt in ("JPEG", "WEBP", "AVIF") else {}
+        opts.update(pil_save_options(meta, fmt))
         try:
             im.save(buf, format=fmt, **opts)
         except (OSError, ValueError, KeyError) as e:
@@ -197,6 +214,10 @@ def _info(args) -> int:
     from . import decoder
 
     for k, v in decoder.info(_read(args.input)).items():
+        if isinstance(v, list):
+            v = " ".join(map(str, v)) or "none"
+        elif v is None:
+            v = "unreadable"
         print(f"{k}: {v}")
     return 0
 
