@@ -362,5 +362,5 @@ def test_help_has_examples(command, capsys):
     out = capsys.readouterr().out
     assert "examples:" in out and "nncodec encode" in out
     if command == "encode":
-        for flag in ("--keep-metadata", "-q", "-v"):
+        for flag in ("--keep-metadata", "--video", "--frames", "-q", "-v"):
             assert flag in out

@@ -16,6 +16,7 @@ from .errors import InputError, NniError
 EXAMPLES = """examples:
   nncodec encode photo.png -o photo.nni --budget 2kb
   nncodec encode photo.jpg -o photo.nni --budget 4kb --keep-metadata
+  nncodec encode photo.png -o photo.nni --budget 2kb --video training.webp
   nncodec decode photo.nni -o photo.png
   nncodec decode photo.nni -o big.png --scale 4
   nncodec decode photo.nni -o thumb.jpg --size 192x128
@@ -72,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     e.add_argument("--keep-metadata", action="store_true",
                    help="store the ICC profile and Exif (they count in the budget)")
+    e.add_argument("--video", metavar="FILE",
+                   help="save an animation of the training (.webp or .gif)")
+    e.add_argument("--frames", metavar="DIR",
+                   help="save the animation's frames as PNG files in DIR")
     e.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     e.add_argument("-v", "--verbose", action="store_true",
                    help="log the model and training progress (instead of a progress bar)")
@@ -111,12 +116,13 @@ def _tqdm(**kw):
 
 
 class _StepProgress:
-    """The encoder's progress callback: progress bar or verbose lines."""
+    """The encoder's progress callback: progress bar, verbose lines, animation frames."""
 
-    def __init__(self, args):
+    def __init__(self, args, recorder=None):
         self.bar = None
         self.show_bar = _show_bar(args)
         self.verbose = args.verbose
+        self.recorder = recorder
         self.last = 0.0
 
     def __call__(self, step, total, info) -> None:
@@ -130,10 +136,38 @@ class _StepProgress:
             self.last = time.monotonic()
             print(f"  step {step}/{total}  {info.stage}  {info.psnr:.2f} dB  "
                   f"~{info.bytes} bytes", file=sys.stderr)
+        if self.recorder is not None:
+            self.recorder(info)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _prepare_animation(args):
+    """Check the animation outputs before training; returns (recorder, format) or (None, None)."""
+    if not (args.video or args.frames):
+        return None, None
+    from .animation import FrameRecorder, animation_format
+
+    fmt = None
+    if args.video:
+        fmt = animation_format(args.video)
+        parent = Path(args.video).parent
+        if not parent.is_dir():
+            raise InputError(f"cannot write {args.video}: no such directory {parent}")
+    if args.frames and Path(args.frames).exists() and not Path(args.frames).is_dir():
+        raise InputError(f"cannot write frames into {args.frames}: not a directory")
+    return FrameRecorder(), fmt
+
+
+def _write_frames(directory: str, recorder) -> None:
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NniError(f"cannot create frame directory {directory}: {e.strerror or e}") from None
+    for name, png in recorder.pngs():
+        _write_atomic(Path(directory) / name, png)
 
 
 def _encode(args) -> int:
@@ -145,19 +179,29 @@ def _encode(args) -> int:
         print("nncodec: compiling kernels (first run, takes a minute; cached afterwards)",
               file=sys.stderr)
     src = _read(src_name) if src_name == "-" else src_name
+    recorder, video_fmt = _prepare_animation(args)
     meta = pack(from_image(src)) if args.keep_metadata else b""
-    progress = _StepProgress(args)
+    progress = _StepProgress(args, recorder)
     try:
         data, st = encode_stats(src, budget=args.budget, preset=args.preset, seed=args.seed,
                                 model=args.model, metadata=meta, progress=progress)
     finally:
         progress.close()
     _write_atomic(args.output, data)
+    if recorder is not None:
+        recorder.finish(data)
+        if args.video:
+            _write_atomic(args.video, recorder.animation(video_fmt))
+        if args.frames:
+            _write_frames(args.frames, recorder)
     if not args.quiet:
         name = "<stdout>" if args.output == "-" else args.output
         extra = f", {len(meta)} of them metadata" if meta else ""
         print(f"{name}: {st.bytes} bytes (budget {st.budget}{extra}), {st.bpp:.4f} bpp, "
               f"{st.psnr:.2f} dB PSNR, {st.seconds:.1f} s", file=sys.stderr)
+        if recorder is not None:
+            where = " and ".join(x for x in (args.video, args.frames) if x)
+            print(f"{where}: {len(recorder.frames)} frames", file=sys.stderr)
     return 0
 
 

@@ -45,6 +45,13 @@ class TrainingProgress(Mapping):
 
     _KEYS = ("step", "total", "stage", "psnr", "bytes", "lambda")
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """Coded ``(width, height)`` of the image being trained."""
+        if not self.state:
+            raise ValueError("this progress report carries no model")
+        return self.state[3], self.state[4]
+
     def render(self, size: tuple[int, int] | None = None):
         """Render the current model (latents rounded), uint8 HxWx3 or HxW.
 
