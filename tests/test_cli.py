@@ -362,5 +362,6 @@ def test_help_has_examples(command, capsys):
     out = capsys.readouterr().out
     assert "examples:" in out and "nncodec encode" in out
     if command == "encode":
-        for flag in ("--keep-metadata", "--video", "--frames", "-q", "-v"):
+        for flag in ("--keep-metadata", "--video", "--frames", "--jobs", "--scheduler", "-q",
+                     "-v"):
             assert flag in out

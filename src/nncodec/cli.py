@@ -17,6 +17,8 @@ EXAMPLES = """examples:
   nncodec encode photo.png -o photo.nni --budget 2kb
   nncodec encode photo.jpg -o photo.nni --budget 4kb --keep-metadata
   nncodec encode photo.png -o photo.nni --budget 2kb --video training.webp
+  nncodec encode *.png -o out/ --budget 4kb --jobs 2
+  nncodec encode *.png -o out/ --budget 4kb --scheduler tcp://host:8786
   nncodec decode photo.nni -o photo.png
   nncodec decode photo.nni -o big.png --scale 4
   nncodec decode photo.nni -o thumb.jpg --size 192x128
@@ -51,6 +53,16 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return v
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nncodec", description="Images as tiny neural networks: "
                                 "encode under a byte budget, decode at any size.",
@@ -60,10 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"nncodec {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    e = sub.add_parser("encode", help="encode an image into an .nni file",
+    e = sub.add_parser("encode", help="encode images into .nni files",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    e.add_argument("input", help="image file (anything Pillow reads), or - for stdin")
-    e.add_argument("-o", "--output", required=True, help=".nni file to write, or - for stdout")
+    e.add_argument("input", nargs="+",
+                   help="image file(s) (anything Pillow reads), or - for stdin")
+    e.add_argument("-o", "--output", required=True,
+                   help=".nni file to write, - for stdout, or a directory (ending in /, or "
+                        "existing) to write DIR/<stem>.nni, as several inputs need")
     e.add_argument("-b", "--budget", required=True,
                    help="maximum file size: 2048, 2k, 2kb, 2KiB (1 k = 1024 bytes)")
     e.add_argument("--preset", default="default", choices=["fast", "default", "slow"],
@@ -74,9 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--keep-metadata", action="store_true",
                    help="store the ICC profile and Exif (they count in the budget)")
     e.add_argument("--video", metavar="FILE",
-                   help="save an animation of the training (.webp or .gif)")
+                   help="save an animation of the training (.webp or .gif); one input only")
     e.add_argument("--frames", metavar="DIR",
-                   help="save the animation's frames as PNG files in DIR")
+                   help="save the animation's frames as PNG files in DIR; one input only")
+    e.add_argument("-j", "--jobs", type=_positive_int, default=1,
+                   help="encode a batch in N worker processes (default 1)")
+    e.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the batch on a Dask cluster, e.g. tcp://host:8786 "
+                        "(needs pip install 'nncodec[dask]')")
     e.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     e.add_argument("-v", "--verbose", action="store_true",
                    help="log the model and training progress (instead of a progress bar)")
@@ -144,6 +164,24 @@ class _StepProgress:
             self.bar.close()
 
 
+def _is_batch(args) -> bool:
+    """True if ``-o`` names a directory (ends in / or exists); several inputs need one."""
+    out = args.output
+    is_dir = out.endswith("/") or out.endswith(os.sep) or (out != "-" and Path(out).is_dir())
+    if len(args.input) > 1 and not is_dir:
+        raise InputError(f"{len(args.input)} inputs need an output directory: give -o DIR/ "
+                         f"(ending in /, or an existing directory), not -o {out}")
+    return is_dir
+
+
+def _encode(args) -> int:
+    if _is_batch(args):
+        return _encode_batch(args)
+    if args.jobs > 1 or args.scheduler:
+        raise InputError("--jobs and --scheduler encode into a directory: give -o DIR/")
+    return _encode_one(args)
+
+
 def _prepare_animation(args):
     """Check the animation outputs before training; returns (recorder, format) or (None, None)."""
     if not (args.video or args.frames):
@@ -170,11 +208,11 @@ def _write_frames(directory: str, recorder) -> None:
         _write_atomic(Path(directory) / name, png)
 
 
-def _encode(args) -> int:
+def _encode_one(args) -> int:
     from .encoder import encode_stats
     from .metadata import from_image, pack
 
-    src_name = args.input
+    src_name = args.input[0]
     if not args.quiet and not _kernels_cached():
         print("nncodec: compiling kernels (first run, takes a minute; cached afterwards)",
               file=sys.stderr)
@@ -203,6 +241,47 @@ def _encode(args) -> int:
             where = " and ".join(x for x in (args.video, args.frames) if x)
             print(f"{where}: {len(recorder.frames)} frames", file=sys.stderr)
     return 0
+
+
+def _encode_batch(args) -> int:
+    from .batch import encode_files, summary
+
+    if "-" in args.input:
+        raise InputError("stdin (-) cannot be part of a batch: name the files")
+    if args.video or args.frames:
+        raise InputError("--video and --frames record one encode: give one input and a file -o")
+    if not args.quiet and not _kernels_cached():
+        print("nncodec: compiling kernels (first run, takes a minute; cached afterwards)",
+              file=sys.stderr)
+    bar = _tqdm(total=len(args.input), unit="file", desc="encoding") if _show_bar(args) else None
+
+    def on_result(r) -> None:
+        if not r.ok:
+            line = f"nncodec: error: {r.input}: {r.error}"
+            if bar is not None:
+                bar.write(line, file=sys.stderr)
+            else:
+                print(line, file=sys.stderr)
+        elif args.verbose:
+            print(f"{r.input} -> {r.output}: {r.bytes} bytes, {r.psnr:.2f} dB, "
+                  f"{r.seconds:.1f} s", file=sys.stderr)
+        if bar is not None:
+            bar.set_postfix_str(Path(r.input).name, refresh=False)
+            bar.update(1)
+
+    t0 = time.perf_counter()
+    try:
+        results = encode_files(args.input, args.output, budget=args.budget, preset=args.preset,
+                               seed=args.seed, model=args.model,
+                               keep_metadata=args.keep_metadata, jobs=args.jobs,
+                               scheduler=args.scheduler, on_result=on_result)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not args.quiet:
+        for line in summary(results, time.perf_counter() - t0):
+            print(line, file=sys.stderr)
+    return 0 if all(r.ok for r in results) else 1
 
 
 # ---------------------------------------------------------------------------
