@@ -6,6 +6,7 @@ Public API::
     pixels = nncodec.decode(data)                   # uint8 HxWx3 (HxW for grey)
     bigger = nncodec.decode(data, (1536, 1024))     # any size (width, height)
     nncodec.info(data)                              # header fields
+    nncodec.register_pillow()                       # Image.open("x.nni") works
 
 Heavy modules (numba kernels) load on first use, so ``import nncodec`` is cheap.
 """
@@ -19,7 +20,7 @@ from .progress import TrainingProgress
 __version__ = "0.1.0"
 
 __all__ = [
-    "encode", "decode", "info", "check", "read_metadata", "image_metadata",
+    "encode", "decode", "info", "check", "read_metadata", "image_metadata", "register_pillow",
     "NniError", "FormatError", "TruncatedError",
     "ChecksumError", "VersionError", "ImageTooLargeError", "BudgetError", "InputError",
     "TrainingProgress", "__version__",
@@ -104,6 +105,13 @@ def image_metadata(image, /) -> dict:
     from .metadata import from_image
 
     return from_image(image)
+
+
+def register_pillow() -> None:
+    """Register the ``.nni`` plugin with Pillow (as ``import nncodec.pillow`` does)."""
+    from .pillow import register
+
+    register()
 
 
 def check(data, /) -> bool:
