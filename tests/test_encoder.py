@@ -250,8 +250,9 @@ def test_progress_info_renders_without_changing_the_bytes(images):
         assert (info.step, info.total) == (step, total)
         reports.append((info.stage, info.psnr, info.bytes, info.render(), info.render((12, 8))))
 
-    plain = nncodec.encode(img, budget=200, preset="fast", seed=4)
-    seen = encode_stats(img, budget=200, preset="fast", seed=4, progress=progress)[0]
+    # 200 steps: reports at 25..175, the last one in the straight-through stage (from 170).
+    plain = encode_stats(img, budget=200, preset="fast", seed=4, steps=200)[0]
+    seen = encode_stats(img, budget=200, preset="fast", seed=4, steps=200, progress=progress)[0]
     assert seen == plain
     stages = [r[0] for r in reports]
     assert stages[0] == "noise" and stages[-1] == "ste" and stages == sorted(stages)
