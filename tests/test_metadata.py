@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import msgpack
 import numpy as np
 import pytest
