@@ -305,3 +305,63 @@ def test_module_entry_point(nni):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1
     assert r.stderr.strip().startswith("nncodec: error:")
+
+
+# ---------------------------------------------------------------------------
+# Terminal conventions: progress bar, -v, --help.
+
+
+class TTYStream(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self):
+        return True
+
+
+@pytest.fixture
+def quick(monkeypatch):
+    """The fast preset trains 100 steps: enough for four progress reports."""
+    from nncodec import encoder
+
+    monkeypatch.setitem(encoder.PRESETS, "fast",
+                        encoder.Preset(steps=100, sample_fraction=1 / 8, ste_fraction=0.15))
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path, png, monkeypatch, capsys, quick):
+    out = tmp_path / "out.nni"
+    assert main(["encode", str(png), "-o", str(out), "-b", "300", "--preset", "fast"]) == 0
+    plain = capsys.readouterr().err
+    assert "step" not in plain and "%|" not in plain  # not a terminal: no bar
+    tty = TTYStream()
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert main(["encode", str(png), "-o", str(out), "-b", "300", "--preset", "fast"]) == 0
+    text = tty.getvalue()
+    assert "training" in text and "/100" in text and "step" in text
+    assert " dB ~" in text and " bytes" in text  # current PSNR and estimated bytes
+    assert text.rstrip().splitlines()[-1].startswith(f"{out}: ")  # the bar is gone
+    tty.truncate(0)
+    assert main(["encode", str(png), "-o", str(out), "-b", "300", "--preset", "fast",
+                 "-q"]) == 0
+    assert tty.getvalue().strip("\x00") == ""
+
+
+def test_verbose_logs_steps(tmp_path, png, capsys, quick):
+    out = tmp_path / "out.nni"
+    assert main(["encode", str(png), "-o", str(out), "-b", "300", "--preset", "fast",
+                 "-v"]) == 0
+    err = capsys.readouterr().err
+    assert "step 25/100" in err and " dB " in err
+    assert err.rstrip().splitlines()[-1].startswith(f"{out}: ")
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_help_has_examples(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "nncodec encode" in out
+    if command == "encode":
+        for flag in ("--keep-metadata", "--video", "--frames", "--jobs", "--scheduler", "-q",
+                     "-v"):
+            assert flag in out

@@ -241,6 +241,29 @@ def test_progress_callback(images, model):
     assert {"psnr", "bytes"} <= set(calls[-1][2])
 
 
+def test_progress_info_renders_without_changing_the_bytes(images):
+    """The info object names the stage and renders the live model; rendering is read-only."""
+    img = images["grey"]
+    reports = []
+
+    def progress(step, total, info):
+        assert (info.step, info.total) == (step, total)
+        reports.append((info.stage, info.psnr, info.bytes, info.render(), info.render((12, 8))))
+
+    # 200 steps: reports at 25..175, the last one in the straight-through stage (from 170).
+    plain = encode_stats(img, budget=200, preset="fast", seed=4, steps=200)[0]
+    seen = encode_stats(img, budget=200, preset="fast", seed=4, steps=200, progress=progress)[0]
+    assert seen == plain
+    stages = [r[0] for r in reports]
+    assert stages[0] == "noise" and stages[-1] == "ste" and stages == sorted(stages)
+    assert all(r[3].shape == img.shape and r[3].dtype == np.uint8 for r in reports)
+    assert all(r[4].shape == (8, 12) for r in reports)
+    # The last render approximates the source better than the first.
+    err = [np.abs(r[3].astype(float) - img).mean() for r in (reports[0], reports[-1])]
+    assert err[1] < err[0]
+    assert all(r[2] > 0 for r in reports)
+
+
 def test_steps_argument_and_history(images):
     _, st = encode_stats(images["rgb"], budget=400, preset="fast", steps=60)
     assert st.steps == 60

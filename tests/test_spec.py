@@ -274,6 +274,18 @@ def test_other_constants_match_code(constants):
     assert int(constants["MAX_CODED_PIXELS"]) == fmt.MAX_CODED_PIXELS
 
 
+def test_metadata_keys_match_code(format_md):
+    """Section 4's key table and reference-writer constants follow nncodec.metadata."""
+    from nncodec import metadata
+
+    tables = _tables_with(format_md, ["key", "type", "content"])
+    assert len(tables) == 1
+    assert [_code(r[0]) for r in tables[0]] == list(metadata.KEYS) == sorted(metadata.KEYS)
+    assert all(_code(r[1]) == "bin" for r in tables[0])
+    assert f"zstandard level {metadata.ZSTD_LEVEL}," in format_md
+    assert f"larger than {metadata.MAX_DECOMPRESSED >> 20} MiB" in format_md
+
+
 def test_header_size_formula(format_md):
     n_header = sum(f.bits for f in fmt.HEADER_FIELDS)
     n_layer = sum(f.bits for f in fmt.LAYER_FIELDS)

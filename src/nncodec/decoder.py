@@ -93,10 +93,21 @@ def decode(data, size=None, *, scale=None, max_pixels=MAX_OUTPUT_PIXELS) -> np.n
 
 
 def info(data) -> dict:
-    """Header fields of an ``.nni`` file, plus derived facts."""
+    """Header fields of an ``.nni`` file, plus derived facts.
+
+    ``metadata_keys`` lists the keys of the metadata section (sorted, empty
+    without one); it is None, and ``metadata_error`` says why, when the
+    section cannot be read (decoding does not depend on it).
+    """
+    from .metadata import unpack as unpack_metadata
+
     c = fmt.unpack(data)
     d = {"format_version": fmt.FORMAT_VERSION, "file_bytes": len(data)}
     d.update(c.fields)
+    try:
+        d["metadata_keys"] = sorted(unpack_metadata(c.metadata))
+    except FormatError as e:
+        d["metadata_keys"], d["metadata_error"] = None, str(e)
     s = c.spec
     d.update(width=s.width, height=s.height, channels=s.channels,
              grids=" ".join(f"{w}x{h}" for h, w in s.level_dims()) or "none",

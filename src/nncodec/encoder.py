@@ -28,6 +28,7 @@ from .decoder import decode, dequantize, param_steps
 from .entropy import encode_payload
 from .errors import BudgetError, InputError
 from .field import ModelSpec, column_pass, level_table, layer_table, make_taps, render
+from .progress import TrainingProgress
 from .train import N_RATE_CTX, Adam, _mlp_grad, _rate, latent_grad
 from ._jit import TILE
 
@@ -425,15 +426,21 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
     h, w, c = img.shape
     floor_bytes = minimum_size(c, metadata)
     if nbytes < floor_bytes:
+        if len(metadata) >= nbytes:
+            raise BudgetError(f"the metadata alone take {len(metadata)} bytes, more than the "
+                              f"budget of {nbytes} bytes; the smallest file with them is "
+                              f"{floor_bytes} bytes", minimum=floor_bytes)
         raise BudgetError(
-            f"budget of {nbytes} bytes is too small: the smallest .nni file is {floor_bytes} bytes",
-            minimum=floor_bytes)
-    spec = choose_spec(w, h, c, nbytes, model)
+            f"budget of {nbytes} bytes is too small: the smallest .nni file is {floor_bytes} bytes"
+            + (f", {len(metadata)} of them metadata" if metadata else ""), minimum=floor_bytes)
+    # Metadata take their bytes off the top: the model gets the rest.
+    model_bytes = nbytes - len(metadata)
+    spec = choose_spec(w, h, c, model_bytes, model)
     # Shrink the model until its weights alone fit comfortably.
     while True:
         n_layers = spec.n_hidden + 1
-        est = fmt.header_bytes(n_layers) + 4 + len(metadata) + spec.n_params * 0.75
-        if est <= 0.6 * nbytes or (spec.hidden_width <= 2 and spec.n_hidden == 0):
+        est = fmt.header_bytes(n_layers) + 4 + spec.n_params * 0.75
+        if est <= 0.6 * model_bytes or (spec.hidden_width <= 2 and spec.n_hidden == 0):
             break
         if spec.hidden_width > 4:
             spec = dataclasses.replace(spec, hidden_width=max(2, spec.hidden_width * 2 // 3))
@@ -444,8 +451,8 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
     log.info("model: %s", spec)
 
     tr = Trainer(spec, img, seed)
-    lam = _initial_lambda(nbytes * 8.0 / (h * w))
-    target_bytes = FILL_TARGET * nbytes
+    lam = _initial_lambda(model_bytes * 8.0 / (h * w))
+    target_bytes = len(metadata) + FILL_TARGET * model_bytes
     n_hard = int(round(cfg.ste_fraction * n_steps))
     history = []
     check_every = 25
@@ -477,8 +484,10 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
                 lam *= float(np.clip(ratio, 0.5, 2.0)) ** gain
             history.append((it + 1, mse, size, lam))
             if progress is not None:
-                progress(it + 1, n_steps, {"psnr": 10 * math.log10(1 / max(mse, 1e-12)),
-                                           "bytes": size, "lambda": lam})
+                progress(it + 1, n_steps, TrainingProgress(
+                    it + 1, n_steps, "ste" if hard else "noise",
+                    10 * math.log10(1 / max(mse, 1e-12)), size, lam,
+                    (spec, tr.theta, tr.lat, w, h)))
     ws, bs = qsteps if qsteps is not None else _quantize_weights(spec, tr.theta, tr.lat, img,
                                                                  lam, metadata)
     try:

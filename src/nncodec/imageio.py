@@ -22,6 +22,13 @@ from .errors import ImageTooLargeError, InputError, os_error_message
 
 #: Largest input image the encoder accepts (width * height).
 MAX_INPUT_PIXELS = 1 << 26
+#: PIL modes coded as one grey channel (every other mode is coded as RGB).
+GREY_MODES = frozenset({"L", "1", "LA", "La", "I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+
+
+def coded_channels(mode: str) -> int:
+    """Channels the encoder codes for a PIL image of ``mode``: 1 or 3."""
+    return 1 if mode in GREY_MODES else 3
 
 
 def _from_pil(im) -> np.ndarray:
@@ -87,7 +94,9 @@ def load_image(image) -> np.ndarray:
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
                 if isinstance(e, ImageTooLargeError):
                     raise
-                raise InputError(f"cannot read image {image if not isinstance(image, (bytes, bytearray)) else '<bytes>'}: {e}") from None
+                name = "<bytes>" if isinstance(image, (bytes, bytearray)) else image
+                reason = "unknown image format" if isinstance(e, UnidentifiedImageError) else e
+                raise InputError(f"cannot read image {name}: {reason}") from None
         out = _from_pil(im)
     h, w = out.shape[:2]
     if h < 1 or w < 1:
