@@ -309,15 +309,18 @@ def test_encode_with_each_stencil(images, monkeypatch, stencil):
 
 
 @pytest.mark.parametrize("name", ["grey", "rgb"])
-def test_hard_phase_rate_is_taken_at_noisy_latents(images, name):
-    """With hard rounding the MLP sees rounded latents, but the rate proxy keeps
+@pytest.mark.parametrize("model", ["adaptive", "laplace"])
+def test_hard_phase_rate_is_taken_at_noisy_latents(images, name, model, monkeypatch):
+    """With hard rounding the MLP sees rounded latents, but the rate model keeps
     the noise proxy of the first phase: it is evaluated at ``lat + U(-1/2, 1/2)``
     (noise drawn from the trainer's generator), neither at the rounded nor at
-    the bare continuous latents."""
+    the bare continuous latents. The adaptive model takes its contexts and
+    probabilities from the rounded latents."""
     import copy
 
-    from nncodec.train import _rate
+    from nncodec.train import _rate, _rate_adaptive
 
+    monkeypatch.setattr(encoder, "RATE_MODEL", model)
     img = images[name]
     img = img[:, :, None] if img.ndim == 2 else img
     h, w, c = img.shape
@@ -332,12 +335,49 @@ def test_hard_phase_rate_is_taken_at_noisy_latents(images, name):
     assert sel.size == h * w  # small image: no random selection
     noise = copy.deepcopy(tr.rng).uniform(-0.5, 0.5, lat.size).astype(np.float32)
     _, bits = tr.step(sel, 0.01, True, 1e-3, 1e-3)
-    noisy = (lat + noise).astype(np.float64)
-    want = naive.rate_total(spec, noisy, logb)
+    q = np.floor(lat + 0.5).astype(np.int64)
+    if model == "adaptive":
+        def total(y):
+            return _rate_adaptive(y.astype(np.float32), q, tr.offsets, tr.dims,
+                                  np.zeros(lat.size), 0.0)
+    else:
+        def total(y):
+            return naive.rate_total(spec, y.astype(np.float64), logb)
+    want = total(lat + noise)
     assert bits == pytest.approx(want, rel=1e-5)
-    rounded = naive.rate_total(spec, np.floor(lat + 0.5).astype(np.float64), logb)
-    bare = naive.rate_total(spec, lat.astype(np.float64), logb)
-    assert min(abs(want - rounded), abs(want - bare)) > 1.0  # the test tells them apart
-    glat, glogb = np.zeros(lat.size), np.zeros_like(logb)
-    assert _rate(lat + noise, tr.offsets, tr.dims, logb, glat, glogb, 1.0) == pytest.approx(
-        bits, rel=1e-9)
+    assert min(abs(want - total(q)), abs(want - total(lat))) > 1.0  # tells them apart
+    if model == "laplace":
+        glat, glogb = np.zeros(lat.size), np.zeros_like(logb)
+        assert _rate(lat + noise, tr.offsets, tr.dims, logb, glat, glogb, 1.0) == (
+            pytest.approx(bits, rel=1e-9))
+
+
+# ---------------------------------------------------------------------------
+# The encoder's own estimates agree with the file (Cool-chic's sanity check).
+
+
+@pytest.fixture(scope="module")
+def photo_crop():
+    """A real photo, box-downscaled to 192x128 (the shipped kodim23 sample)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    path = Path(__file__).resolve().parents[1] / "samples" / "kodim23-384x256.png"
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB").resize((192, 128), Image.Resampling.BOX))
+
+
+@pytest.mark.parametrize("budget", [500, 900])
+def test_estimates_agree_with_the_file(photo_crop, budget):
+    """The rate model's bytes for the trained latents are within 5% of their
+    coded size, and the PSNR training saw is within 0.3 dB of the decoded one."""
+    data, st = encode_stats(photo_crop, budget=budget, preset="fast")
+    assert len(data) <= budget
+    assert st.latent_bytes > 0.3 * budget  # the latents carry most of the file
+    assert abs(st.est_latent_bytes - st.latent_bytes) <= 0.05 * st.latent_bytes, (
+        st.est_latent_bytes, st.latent_bytes)
+    assert abs(st.est_psnr - st.psnr) <= 0.3, (st.est_psnr, st.psnr)
+    decoded = nncodec.decode(data)
+    mse = np.mean((decoded.astype(float) - photo_crop.astype(float)) ** 2)
+    assert st.psnr == pytest.approx(10 * np.log10(255 ** 2 / mse), abs=1e-9)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import naive
-from nncodec import field, train
+from nncodec import entropy, field, train
 from nncodec._jit import TILE
 from nncodec.field import ModelSpec
 
@@ -564,3 +564,42 @@ def test_results_do_not_depend_on_thread_count():
     assert one[0] == "threads 1" and two[0] == "threads 2"
     assert one[1] == "tiles 3"
     assert one[1:] == two[1:]
+
+
+# ---------------------------------------------------------------------------
+# Rate from the coder's adaptive probabilities.
+
+
+@pytest.mark.parametrize("scale", [0.05, 0.4, 2.0, 40.0])
+def test_rate_adaptive_at_integers_is_the_coded_size(scale):
+    """At integer latents the model's bits are what the range coder writes
+    (up to the coder's final bytes), also with escapes beyond the unary part."""
+    spec = ModelSpec(45, 29, 3, 4, 0, 0, 1, 2, n_chroma=2)
+    offsets, dims = field.level_table(spec)
+    rng = np.random.default_rng(int(scale * 100))
+    q = np.round(rng.laplace(0.0, scale, spec.n_latents)).astype(np.int64)
+    bits = train._rate_adaptive(q.astype(np.float32), q, offsets, dims,
+                                np.zeros(q.size), 0.0)
+    coded = len(entropy.encode_payload(np.zeros(0, np.int64), [], q, spec.level_dims()))
+    assert coded - 6 <= bits / 8 <= coded + 1
+
+
+def test_rate_adaptive_gradient_is_the_slope_between_integers():
+    """Contexts come from q, so inside a bin the total is linear in each
+    latent: central differences equal the gradient, which is the cost of
+    floor(y) + 1 minus the cost of floor(y)."""
+    spec = ModelSpec(21, 17, 3, 3, 0, 0, 1, 2, n_chroma=1)
+    offsets, dims = field.level_table(spec)
+    rng = np.random.default_rng(7)
+    q = np.round(rng.laplace(0.0, 0.8, spec.n_latents)).astype(np.int64)
+    y = q + rng.uniform(0.2, 0.8, q.size)
+    w = 0.37
+    glat = np.zeros(q.size)
+    train._rate_adaptive(y, q, offsets, dims, glat, w)
+    fd = central_diff(lambda v: train._rate_adaptive(v, q, offsets, dims, np.zeros(q.size), 0.0),
+                      y, range(0, q.size, 3), eps=1e-3)
+    np.testing.assert_allclose(glat[::3], w * fd, rtol=1e-6, atol=1e-6)
+    assert np.abs(glat).max() > 1.0
+    # A zero that would become a one costs more than it saves: pulled to 0.
+    n = int(np.flatnonzero(q == 0)[0])
+    assert glat[n] > 0

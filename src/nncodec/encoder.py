@@ -29,7 +29,7 @@ from .entropy import encode_payload
 from .errors import BudgetError, InputError
 from .field import ModelSpec, column_pass, level_table, layer_table, make_taps, render
 from .progress import TrainingProgress
-from .train import N_RATE_CTX, Adam, _mlp_grad, _rate, latent_grad
+from .train import N_RATE_CTX, Adam, _mlp_grad, _rate, _rate_adaptive, latent_grad
 from ._jit import TILE
 
 log = logging.getLogger("nncodec")
@@ -57,6 +57,20 @@ DEFAULT_STENCIL = 0
 DEFAULT_CHROMA = 3
 #: Images up to this many pixels train on every pixel at every step.
 FULL_BATCH_PIXELS = 16384
+#: Lambda controller: how many checks ahead it extrapolates the size.
+PD_TREND = 1.0
+#: Rate model of the latents in training: "adaptive" (the coder's own
+#: adaptive code lengths, see train._rate_adaptive) or "laplace" (a Laplace
+#: scale per context class, learned).
+RATE_MODEL = "adaptive"
+#: When training ends more than RECOVERY_OVER times over the budget (a
+#: small excess costs less to the final dead-zone): up to this many rounds of
+#: RECOVERY_FRACTION * steps hard-rounding steps at a raised lambda, at
+#: RECOVERY_LR times the peak learning rates.
+RECOVERY_OVER = 1.05
+RECOVERY_ROUNDS = 3
+RECOVERY_FRACTION = 0.05
+RECOVERY_LR = 0.2
 #: Peak Adam learning rates of the latents and of the MLP.
 LR_LAT = 2e-2
 LR_MLP = 1e-2
@@ -75,6 +89,16 @@ class EncodeStats:
     lam: float
     steps: int
     history: list = field(default_factory=list)
+    #: What training believed at its end: PSNR of the quantized model on the
+    #: sampled pixels (mean over the last hard-rounding steps), and the rate
+    #: model's bytes for the rounded latents. Compare with ``psnr`` and with
+    #: ``latent_bytes``, the coded size of those latents.
+    est_psnr: float = float("nan")
+    est_latent_bytes: float = float("nan")
+    latent_bytes: int = 0
+    #: Size of the file at the end of training, before the final fit (steps
+    #: and dead-zone search) brought it under the budget.
+    trained_bytes: int = 0
 
 
 def parse_budget(budget) -> int:
@@ -243,8 +267,13 @@ class Trainer:
             yrate = yhat
             if hard:
                 yrate = self.lat + self.rng.uniform(-0.5, 0.5, self.lat.size).astype(np.float32)
-            bits = _rate(yrate, self.offsets, self.dims, self.logb, glat, glogb,
-                         lam / (self.h * self.w))
+            if RATE_MODEL == "adaptive":
+                q = np.floor(self.lat + 0.5).astype(np.int64)
+                bits = _rate_adaptive(yrate, q, self.offsets, self.dims, glat,
+                                    lam / (self.h * self.w))
+            else:
+                bits = _rate(yrate, self.offsets, self.dims, self.logb, glat, glogb,
+                             lam / (self.h * self.w))
         self.opt_theta.step(self.theta, gtheta, lr_mlp)
         if self.lat.size:
             self.opt_lat.step(self.lat, glat, lr_lat)
@@ -252,6 +281,18 @@ class Trainer:
             np.clip(self.logb, math.log(0.02), math.log(200.0), out=self.logb)
         mse = lbuf.sum() / (sel.size * self.c)
         return float(mse), float(bits)
+
+
+    def rate_at_rounded(self) -> float:
+        """The rate proxy's bits for the rounded latents (no gradient step)."""
+        if not self.lat.size:
+            return 0.0
+        yq = np.floor(self.lat + 0.5).astype(np.float32)
+        if RATE_MODEL == "adaptive":
+            return float(_rate_adaptive(yq, yq.astype(np.int64), self.offsets, self.dims,
+                                      np.zeros(self.lat.size), 0.0))
+        return float(_rate(yq, self.offsets, self.dims, self.logb, np.zeros(self.lat.size),
+                           np.zeros_like(self.logb), 0.0))
 
 
 # ---------------------------------------------------------------------------
@@ -374,6 +415,13 @@ def _fit(spec, theta, latf, ws, bs, budget, metadata, img):
     return best[1]
 
 
+def _latent_bytes(spec: ModelSpec, wq: np.ndarray, latq: np.ndarray) -> int:
+    """Coded size of latents ``latq``: the payload with them minus without them."""
+    groups = spec.group_sizes()
+    with_lat = encode_payload(wq, groups, latq, spec.level_dims())
+    return len(with_lat) - len(encode_payload(wq, groups, np.zeros(0, np.int64), []))
+
+
 def _constant_model(img: np.ndarray, budget: int, metadata: bytes):
     """The fallback for tiny budgets: one colour, the finest step that fits."""
     h, w, c = img.shape
@@ -457,6 +505,7 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
     history = []
     check_every = 25
     qsteps = est_steps = None
+    tail = []  # (mse, bits) of the last hard-rounding steps
     for it in range(n_steps):
         frac = it / max(1, n_steps)
         # Cosine decay to 5% of the peak learning rate.
@@ -471,6 +520,8 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
             est_steps = _quantize_weights(spec, tr.theta, tr.lat, img, lam, metadata)
         sel = tr.sample(cfg.sample_fraction)
         mse, bits = tr.step(sel, lam, hard, LR_LAT * decay, LR_MLP * decay, qsteps)
+        if hard and it >= n_steps - max(1, n_hard // 2):
+            tail.append(mse)
         if it % check_every == check_every - 1 and it < n_steps - check_every:
             ws, bs = qsteps or est_steps or _default_steps(spec, tr.theta)
             q, _ = _quantize_theta(spec, tr.theta, ws, bs)
@@ -479,7 +530,12 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
             if spec.n_latents:
                 # The coded size moves roughly as lambda ** -0.5: a gain of 1
                 # closes about half the gap per check without overshooting.
-                ratio = size / target_bytes
+                # The size answers lambda with a delay, so the controller acts
+                # on where the size is heading (PD_TREND checks ahead).
+                pred = size
+                if history and PD_TREND:
+                    pred = max(1.0, size + PD_TREND * (size - history[-1][2]))
+                ratio = pred / target_bytes
                 gain = 1.0 if it < n_steps // 2 else 0.5
                 lam *= float(np.clip(ratio, 0.5, 2.0)) ** gain
             history.append((it + 1, mse, size, lam))
@@ -490,6 +546,27 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
                     (spec, tr.theta, tr.lat, w, h)))
     ws, bs = qsteps if qsteps is not None else _quantize_weights(spec, tr.theta, tr.lat, img,
                                                                  lam, metadata)
+
+    def trained_size():
+        return len(_file(spec, _quantize_theta(spec, tr.theta, ws, bs)[0], ws, bs,
+                         np.floor(tr.lat + 0.5).astype(np.int64), metadata))
+
+    # Recovery: a model that ended over the budget would lose far more to the
+    # final dead-zone than to a little more rate-constrained training.
+    trained_bytes = trained_size()
+    rounds = 0
+    while (spec.n_latents and trained_bytes > RECOVERY_OVER * nbytes
+           and rounds < RECOVERY_ROUNDS):
+        rounds += 1
+        lam *= min(8.0, (trained_bytes / target_bytes) ** 6)
+        n_rec = max(25, int(RECOVERY_FRACTION * n_steps))
+        log.info("trained size %d > budget %d: %d more steps at lambda %.3g",
+                 trained_bytes, nbytes, n_rec, lam)
+        for _ in range(n_rec):
+            tr.step(tr.sample(cfg.sample_fraction), lam, True, LR_LAT * RECOVERY_LR,
+                    LR_MLP * RECOVERY_LR, (ws, bs))
+        trained_bytes = trained_size()
+    est_bits = tr.rate_at_rounded()
     try:
         data = _fit(spec, tr.theta, tr.lat, ws, bs, nbytes, metadata, img)
     except BudgetError:
@@ -499,6 +576,13 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
     psnr = _psnr(out.reshape(img.shape), img)
     stats = EncodeStats(len(data), nbytes, len(data) * 8.0 / (h * w), psnr,
                         time.perf_counter() - t0, spec, lam, n_steps, history)
+    stats.trained_bytes = trained_bytes
+    if tail and spec.n_latents:
+        mse_t = float(np.mean(tail))
+        stats.est_psnr = 10.0 * math.log10(1.0 / max(mse_t, 1e-12))
+        stats.est_latent_bytes = est_bits / 8.0
+        stats.latent_bytes = _latent_bytes(spec, _quantize_theta(spec, tr.theta, ws, bs)[0],
+                                           np.floor(tr.lat + 0.5).astype(np.int64))
     log.info("encoded %d bytes (budget %d), %.4f bpp, %.2f dB, %.1f s",
              stats.bytes, nbytes, stats.bpp, psnr, stats.seconds)
     return data, stats

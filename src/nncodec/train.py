@@ -25,7 +25,8 @@ import math
 import numpy as np
 
 from ._jit import TILE, njit, pjit, prange
-from .entropy import _is_parent, _neigh, _zero_class
+from .entropy import (L_MAG, L_SIGN, L_ZERO, LAT_UNARY, LCTX, PROB_ONE, RATE_FAST, RATE_SLOW,
+                      _is_parent, _mag_class, _neigh, _zero_class)
 from .field import BLOCK, _features_block, _max_width, _mlp_forward_block, _to_rgb
 
 LN2 = math.log(2.0)
@@ -324,6 +325,117 @@ def _rate(yhat, offsets, dims, logb, glat, glogb, weight):
         for job in range(rows_before[lev], rows_before[lev + 1]):
             for c in range(nc):
                 glogb[lev, c] += row_glogb[job, c]
+    return total
+
+
+# ---------------------------------------------------------------------------
+# Rate from the coder itself ("adaptive" model).
+#
+# The range coder codes each latent as binary decisions (zero flag, sign,
+# unary magnitude, exp-Golomb escape in bypass bits) with adaptive
+# probabilities in contexts taken from already coded neighbours and the
+# parent (entropy.py); every grid has its own contexts, starting at 1/2.
+# This model replays that adaptation over the current rounded latents ``q``
+# and charges each latent what its value would cost with the probabilities
+# in force when the coder reaches it: at ``y = q`` the total is the coded
+# size of the latents (up to the coder's final bytes). A non-integer ``y``
+# is charged by linear interpolation between ``floor(y)`` and
+# ``floor(y) + 1``, which gives the gradient.
+
+
+@njit
+def _bit_cost(probs, ctx, bit):
+    p0 = (probs[ctx, 0] + probs[ctx, 1]) >> 1
+    p = p0 if bit == 0 else PROB_ONE - p0
+    return -math.log2(p / PROB_ONE)
+
+
+@njit
+def _adapt(probs, ctx, bit):
+    if bit == 0:
+        probs[ctx, 0] += (PROB_ONE - probs[ctx, 0]) >> RATE_FAST
+        probs[ctx, 1] += (PROB_ONE - probs[ctx, 1]) >> RATE_SLOW
+    else:
+        probs[ctx, 0] -= probs[ctx, 0] >> RATE_FAST
+        probs[ctx, 1] -= probs[ctx, 1] >> RATE_SLOW
+
+
+@njit
+def _value_bits(probs, zc, sctx, mc, v, update):
+    """Bits of integer ``v`` in the given contexts; adapts ``probs`` if ``update``."""
+    if v == 0:
+        bits = _bit_cost(probs, L_ZERO + zc, 0)
+        if update:
+            _adapt(probs, L_ZERO + zc, 0)
+        return bits
+    neg = 1 if v < 0 else 0
+    bits = _bit_cost(probs, L_ZERO + zc, 1) + _bit_cost(probs, L_SIGN + sctx, neg)
+    if update:
+        _adapt(probs, L_ZERO + zc, 1)
+        _adapt(probs, L_SIGN + sctx, neg)
+    m = abs(v)
+    k = 1
+    while k <= LAT_UNARY:
+        more = 1 if m > k else 0
+        c = L_MAG + (k - 1) * 3 + mc
+        bits += _bit_cost(probs, c, more)
+        if update:
+            _adapt(probs, c, more)
+        if more == 0:
+            break
+        k += 1
+    if m > LAT_UNARY:
+        v1 = m - LAT_UNARY
+        nb = 0
+        while v1 > 1:
+            v1 >>= 1
+            nb += 1
+        bits += 2 * nb + 1
+    return bits
+
+
+@pjit
+def _rate_adaptive(yhat, q, offsets, dims, glat, weight):
+    """Rate of ``yhat`` under the coder's adaptive probabilities along ``q``.
+
+    Adds ``weight * d bits / d y`` into ``glat``; returns total bits. One
+    parallel iteration per grid (grids have separate contexts); grid totals
+    summed in order.
+    """
+    L = dims.shape[0]
+    lev_bits = np.zeros(L, np.float64)
+    for lev in prange(L):
+        hk = dims[lev, 0]
+        wk = dims[lev, 1]
+        off = offsets[lev]
+        qg = q[off: off + hk * wk].reshape((hk, wk))
+        has_parent = _is_parent(dims, lev)
+        qp = qg
+        if has_parent:
+            qp = q[offsets[lev + 1]: offsets[lev + 1] + dims[lev + 1, 0] * dims[lev + 1, 1]
+                   ].reshape((dims[lev + 1, 0], dims[lev + 1, 1]))
+        probs = np.full((LCTX, 2), PROB_ONE // 2, np.int64)
+        acc = 0.0
+        for i in range(hk):
+            for j in range(wk):
+                s, sctx = _neigh(qg, i, j, hk, wk)
+                pnz = 0
+                if has_parent and qp[i >> 1, j >> 1] != 0:
+                    pnz = 1
+                zc = _zero_class(s) * 2 + pnz
+                mc = _mag_class(s)
+                n = off + i * wk + j
+                y = np.float64(yhat[n])
+                f = np.int64(math.floor(y))
+                b0 = _value_bits(probs, zc, sctx, mc, f, False)
+                b1 = _value_bits(probs, zc, sctx, mc, f + 1, False)
+                acc += b0 + (y - f) * (b1 - b0)
+                glat[n] += weight * (b1 - b0)
+                _value_bits(probs, zc, sctx, mc, qg[i, j], True)
+        lev_bits[lev] = acc
+    total = 0.0
+    for lev in range(L):
+        total += lev_bits[lev]
     return total
 
 
