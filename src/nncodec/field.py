@@ -350,12 +350,45 @@ def _max_width(layers):
     return maxw
 
 
+@njit
+def _row_features(C, coff, ncols, ri, rw, fr, fc, st, r, c0, nb, X):
+    """Features of samples ``(r, c0 + b)``, ``b < nb``, into ``X[:, b]``.
+
+    The same sums, in the same order, as :func:`_features_block`; for samples
+    on one row at consecutive columns the taps are shared by all lanes, so the
+    loops over lanes read ``C`` contiguously and vectorize.
+    """
+    L = coff.shape[1]
+    S = st.shape[0]
+    m2 = fr.shape[1]
+    for lev in range(L):
+        for s_ in range(S):
+            tr = st[s_, 0]
+            base = coff[st[s_, 1], lev] + c0
+            x = X[lev * S + s_]
+            for b in range(nb):
+                x[b] = 0.0
+            for a in range(4):
+                w = rw[tr, lev, r, a]
+                src = base + ri[tr, lev, r, a] * ncols
+                for b in range(nb):
+                    x[b] += w * C[src + b]
+    for m in range(m2):
+        xc = X[L * S + m]
+        xr = X[L * S + m2 + m]
+        f = fr[r, m]
+        for b in range(nb):
+            xc[b] = fc[c0 + b, m]
+            xr[b] = f
+
+
 @pjit
 def _render(C, coff, ncols, ri, rw, fr, fc, st, theta, layers, channels, sy, sx, out):
     """Render ``out`` (uint8[H', W', C]) from supersampled taps.
 
     Output pixel (i, j) averages the colours of samples (i*sy + a, j*sx + b),
     a < sy, b < sx, then clips to [0, 1] and rounds: ``floor(v * 255 + 0.5)``.
+    Colours are converted to RGB in float32 and averaged in float64.
     """
     H = out.shape[0]
     W = out.shape[1]
@@ -366,27 +399,40 @@ def _render(C, coff, ncols, ri, rw, fr, fc, st, theta, layers, channels, sy, sx,
     for i in prange(H):
         Hb = np.zeros((nl + 1, maxw, BLOCK), np.float32)
         Zb = np.zeros((nl, maxw, BLOCK), np.float32)
-        rows = np.empty(BLOCK, np.int64)
-        cols = np.empty(BLOCK, np.int64)
-        rgb = np.zeros(3)
-        acc = np.zeros((W, channels))
+        acc = np.zeros((channels, W))
         for a in range(sy):
-            for b in range(BLOCK):
-                rows[b] = i * sy + a
             for c0 in range(0, ncols, BLOCK):
                 nb = min(BLOCK, ncols - c0)
-                for b in range(nb):
-                    cols[b] = c0 + b
-                _features_block(C, coff, ncols, ri, rw, fr, fc, st, rows, cols, nb, Hb[0])
+                _row_features(C, coff, ncols, ri, rw, fr, fc, st, i * sy + a, c0, nb, Hb[0])
                 _mlp_forward_block(theta, layers, Hb, Zb, nb)
-                for b in range(nb):
-                    _to_rgb(Zb[nl - 1], channels, b, rgb)
-                    j = (c0 + b) // sx
-                    for ch in range(channels):
-                        acc[j, ch] += rgb[ch]
-        for j in range(W):
-            for ch in range(channels):
-                v = acc[j, ch] * inv
+                y = Zb[nl - 1]
+                if sx == 1:
+                    if channels == 1:
+                        g = acc[0, c0:c0 + nb]
+                        y0 = y[0]
+                        for b in range(nb):
+                            g[b] += y0[b]
+                    else:
+                        r_ = acc[0, c0:c0 + nb]
+                        g_ = acc[1, c0:c0 + nb]
+                        b_ = acc[2, c0:c0 + nb]
+                        Y = y[0]
+                        Co = y[1]
+                        Cg = y[2]
+                        for b in range(nb):
+                            r_[b] += Y[b] + Co[b] - Cg[b]
+                            g_[b] += Y[b] + Cg[b]
+                            b_[b] += Y[b] - Co[b] - Cg[b]
+                else:
+                    rgb = np.zeros(3, np.float32)
+                    for b in range(nb):
+                        _to_rgb(y, channels, b, rgb)
+                        j = (c0 + b) // sx
+                        for ch in range(channels):
+                            acc[ch, j] += rgb[ch]
+        for ch in range(channels):
+            for j in range(W):
+                v = acc[ch, j] * inv
                 v = 0.0 if v < 0.0 else (1.0 if v > 1.0 else v)
                 out[i, j, ch] = np.uint8(math.floor(v * 255.0 + 0.5))
 
