@@ -1,0 +1,263 @@
+"""Speed benchmark: encode per preset, decode at 1x and x4, compile, import, threads.
+
+Every measurement runs in a fresh subprocess with a controlled environment
+(``NUMBA_NUM_THREADS``, ``NUMBA_CACHE_DIR``), so thread counts and the kernel
+cache are what the row says:
+
+- ``import``: time of ``import nncodec`` inside a fresh interpreter (median),
+  and of the interpreter start alone for reference.
+- ``compile``: first encode + decode in a process whose kernel cache
+  directory is empty (numba compiles every kernel), minus the same work in a
+  process with the cache filled; reported once per run.
+- ``encode <preset>``: ``nncodec.encode`` of the image at the budget, after a
+  warm-up encode of a tiny image (kernels loaded), median of ``--runs``.
+- ``decode 1x`` / ``decode x4``: ``nncodec.decode`` in-process after a warm-up,
+  median of ``--decode-runs``.
+- ``cli decode``: ``nncodec decode IN.nni -o OUT.png`` as a whole process
+  (warm cache), median of ``--runs``.
+- ``threads``: the default-preset encode and the 1x decode with
+  ``NUMBA_NUM_THREADS=1`` and ``=2``; speed-up = t1 / t2, and whether the
+  bytes (and decoded pixels) are identical.
+
+MAC per pixel is counted from the model the encoder chose: per rendered pixel,
+4 column + 4 row multiply-adds per grid and stencil point plus the MLP; per
+training sample, the forward pass plus about twice the MLP for the backward.
+
+Writes ``--out`` (JSON with the machine block) and prints a markdown table.
+
+Example (about 15 minutes on 2 cores)::
+
+    python benchmarks/speed.py --image ../shared/datasets/kodak/kodim23.png --budget 2k \\
+        --out benchmarks/results/speed-kodim23-2k.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import baselines as B  # noqa: E402
+
+DEFAULT_IMAGE = REPO.parent / "shared" / "datasets" / "kodak" / "kodim23.png"
+
+# --------------------------------------------------------------------------- worker
+
+_WORKER = r"""
+import json, sys, time
+t_start = time.perf_counter()
+import numpy as np
+import nncodec
+from nncodec.encoder import encode_stats
+from nncodec.imageio import load_image
+args = json.loads(sys.argv[1])
+out = {}
+img = load_image(args["image"])
+if args.get("warm", True):
+    # Load (or compile) every kernel on a tiny image first.
+    d0 = nncodec.encode(img[:32, :32], budget=200, preset="fast")
+    nncodec.decode(d0)
+t0 = time.perf_counter()
+times, datas = [], []
+for r in range(args["runs"]):
+    t = time.perf_counter()
+    data, st = encode_stats(img, budget=args["budget"], preset=args["preset"])
+    times.append(time.perf_counter() - t)
+    datas.append(data)
+out["encode_s"] = times
+out["bytes"] = len(datas[-1])
+out["psnr"] = st.psnr
+out["spec"] = {k: getattr(st.spec, k) for k in st.spec.__dataclass_fields__}
+out["identical_runs"] = all(d == datas[0] for d in datas)
+out["sha"] = __import__("hashlib").sha256(datas[0]).hexdigest()
+h, w = img.shape[:2]
+for label, size in (("decode_1x_s", None), ("decode_x4_s", (4 * w, 4 * h))):
+    nncodec.decode(datas[0], size)
+    ts = []
+    for r in range(args["decode_runs"]):
+        t = time.perf_counter()
+        px = nncodec.decode(datas[0], size)
+        ts.append(time.perf_counter() - t)
+    out[label] = ts
+    if size is None:
+        out["decoded_sha"] = __import__("hashlib").sha256(px.tobytes()).hexdigest()
+if args.get("write"):
+    open(args["write"], "wb").write(datas[0])
+out["process_s"] = time.perf_counter() - t_start
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _env(threads: int | None = None, cache_dir: str | None = None) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    if threads is not None:
+        env["NUMBA_NUM_THREADS"] = str(threads)
+    if cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = cache_dir
+    return env
+
+
+def run_worker(args: dict, threads=None, cache_dir=None) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(args)],
+                          env=_env(threads, cache_dir), capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"worker failed:\n{proc.stderr[-2000:]}")
+
+
+def timed_process(cmd: list[str], env: dict) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
+def med(xs) -> float:
+    return statistics.median(xs)
+
+
+# --------------------------------------------------------------------------- MACs
+
+
+def macs(spec: dict) -> tuple[int, int]:
+    """(MAC per rendered pixel, MAC per training sample) of a model spec."""
+    S = 1 if spec["stencil"] == 0 else 5
+    grids = spec["n_levels"] + 2 * spec["n_chroma"]
+    n_in = grids * S + 4 * spec["n_fourier"]
+    widths = [n_in] + [spec["hidden_width"]] * spec["n_hidden"] + [spec["channels"]]
+    mlp = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    feat = 8 * grids * S
+    return feat + mlp, feat + 3 * mlp + 8 * grids * S
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--image", default=str(DEFAULT_IMAGE))
+    ap.add_argument("--budget", default="2k")
+    ap.add_argument("--presets", default="fast,default")
+    ap.add_argument("--runs", type=int, default=5, help="encode runs per preset (median)")
+    ap.add_argument("--decode-runs", type=int, default=9)
+    ap.add_argument("--skip-threads", action="store_true")
+    ap.add_argument("--skip-compile", action="store_true")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    if not Path(a.image).is_file():
+        ap.error(f"image not found: {a.image}")
+    budget = B.parse_budget(a.budget)
+    doc = {"machine": B.machine_info(), "image": str(a.image), "budget": budget,
+           "runs": a.runs, "rows": {}}
+    rows = doc["rows"]
+
+    # Warm the shared cache once (compiles if needed) and keep a file for the CLI.
+    tmp = tempfile.mkdtemp(prefix="nnspeed-")
+    nni = os.path.join(tmp, "x.nni")
+    run_worker({"image": a.image, "budget": budget, "preset": "fast", "runs": 1,
+                "decode_runs": 1, "write": nni})
+
+    code = "import time; t = time.perf_counter(); import nncodec; print(time.perf_counter() - t)"
+    t_imp = [float(subprocess.run([sys.executable, "-c", code], env=_env(), check=True,
+                                  capture_output=True, text=True).stdout)
+             for _ in range(a.runs)]
+    rows["import_s"] = med(t_imp)
+    rows["python_start_s"] = med([timed_process([sys.executable, "-c", "pass"], _env())
+                                  for _ in range(a.runs)])
+    t_cli = [timed_process([sys.executable, "-m", "nncodec", "decode", nni, "-o",
+                            os.path.join(tmp, "o.png")], _env()) for _ in range(a.runs)]
+    rows["cli_decode_s"] = med(t_cli)
+    print(f"import {rows['import_s']:.3f} s, cli decode {rows['cli_decode_s']:.3f} s", flush=True)
+
+    if not a.skip_compile:
+        cold = tempfile.mkdtemp(prefix="nnspeed-cache-")
+        w = {"image": a.image, "budget": budget, "preset": "fast", "runs": 1, "decode_runs": 1,
+             "warm": False}
+        t_cold = run_worker(w, cache_dir=cold)["process_s"]
+        t_warm = run_worker(w, cache_dir=cold)["process_s"]
+        rows["compile_s"] = t_cold - t_warm
+        print(f"compile {rows['compile_s']:.1f} s (cold process {t_cold:.1f} s, warm "
+              f"{t_warm:.1f} s)", flush=True)
+
+    for preset in a.presets.split(","):
+        r = run_worker({"image": a.image, "budget": budget, "preset": preset, "runs": a.runs,
+                        "decode_runs": a.decode_runs})
+        mac_px, mac_train = macs(r["spec"])
+        rows[preset] = {"encode_s": med(r["encode_s"]), "encode_runs_s": r["encode_s"],
+                        "bytes": r["bytes"], "psnr": r["psnr"],
+                        "decode_1x_ms": 1000 * med(r["decode_1x_s"]),
+                        "decode_x4_ms": 1000 * med(r["decode_x4_s"]),
+                        "mac_per_pixel": mac_px, "mac_per_train_sample": mac_train,
+                        "identical_runs": r["identical_runs"], "spec": r["spec"]}
+        print(f"{preset}: encode {rows[preset]['encode_s']:.1f} s, {r['bytes']} B, "
+              f"{r['psnr']:.2f} dB, decode {rows[preset]['decode_1x_ms']:.1f} / "
+              f"{rows[preset]['decode_x4_ms']:.0f} ms", flush=True)
+
+    if not a.skip_threads:
+        res = {}
+        for n in (1, 2):
+            res[n] = run_worker({"image": a.image, "budget": budget, "preset": "default",
+                                 "runs": max(1, a.runs // 2), "decode_runs": a.decode_runs},
+                                threads=n)
+        rows["threads"] = {
+            "encode_1_s": med(res[1]["encode_s"]), "encode_2_s": med(res[2]["encode_s"]),
+            "encode_speedup": med(res[1]["encode_s"]) / med(res[2]["encode_s"]),
+            "decode_1_ms": 1000 * med(res[1]["decode_1x_s"]),
+            "decode_2_ms": 1000 * med(res[2]["decode_1x_s"]),
+            "decode_speedup": med(res[1]["decode_1x_s"]) / med(res[2]["decode_1x_s"]),
+            "identical_bytes": res[1]["sha"] == res[2]["sha"],
+            "identical_pixels": res[1]["decoded_sha"] == res[2]["decoded_sha"],
+        }
+        print("threads:", json.dumps(rows["threads"]), flush=True)
+
+    print()
+    print(table(doc))
+    if a.out:
+        B.write_json_atomic(a.out, doc)
+    return 0
+
+
+def table(doc: dict) -> str:
+    rows = doc["rows"]
+    lines = ["| measurement | value |", "|---|---|"]
+    for preset in ("fast", "default", "slow"):
+        if preset in rows:
+            r = rows[preset]
+            lines.append(f"| encode `{preset}` (median of {doc['runs']}) | {r['encode_s']:.1f} s, "
+                         f"{r['bytes']} B, {r['psnr']:.2f} dB |")
+    for preset in ("default", "fast"):
+        if preset in rows:
+            r = rows[preset]
+            lines.append(f"| decode 1x / x4 (`{preset}` file) | {r['decode_1x_ms']:.1f} ms / "
+                         f"{r['decode_x4_ms']:.0f} ms |")
+            lines.append(f"| MAC per pixel: render / training sample | {r['mac_per_pixel']} / "
+                         f"{r['mac_per_train_sample']} |")
+            break
+    if "compile_s" in rows:
+        lines.append(f"| kernel compile (first run, empty cache) | {rows['compile_s']:.1f} s |")
+    lines.append(f"| `import nncodec` (in a fresh interpreter) | {1000 * rows['import_s']:.0f} ms "
+                 f"(interpreter start alone: {1000 * rows['python_start_s']:.0f} ms) |")
+    lines.append(f"| `nncodec decode` whole process | {rows['cli_decode_s']:.2f} s |")
+    if "threads" in rows:
+        t = rows["threads"]
+        lines.append(f"| encode 1 -> 2 threads | {t['encode_1_s']:.1f} -> {t['encode_2_s']:.1f} s "
+                     f"(x{t['encode_speedup']:.2f}), identical bytes: {t['identical_bytes']} |")
+        lines.append(f"| decode 1 -> 2 threads | {t['decode_1_ms']:.1f} -> {t['decode_2_ms']:.1f} "
+                     f"ms (x{t['decode_speedup']:.2f}), identical pixels: "
+                     f"{t['identical_pixels']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
