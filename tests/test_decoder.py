@@ -208,3 +208,19 @@ def test_decode_handmade_file_matches_naive(stencil, channels, chroma):
         assert got.shape == want.shape
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
         assert np.ptp(want) > 5
+
+
+@pytest.mark.parametrize("stencil", [0, 1])
+def test_decode_narrow_image_matches_naive(stencil):
+    """Images under 16 samples wide: several output rows share a block of MLP lanes."""
+    import naive
+    from nncodec.field import ModelSpec
+
+    spec = ModelSpec(3, 21, 3, 3, 0, 1, 1, 5, stencil=stencil, n_chroma=1)
+    data, theta, lat = _handmade_file(spec, seed=7 + stencil)
+    assert np.ptp(nncodec.decode(data)) > 5  # not a flat image
+    for size in ((3, 21), (1, 21), (2, 45), (1, 1), (5, 9), (40, 3)):
+        got = nncodec.decode(data, size)
+        want = naive.render(spec, theta, lat, *size)
+        assert got.shape == want.shape
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1

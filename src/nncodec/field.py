@@ -300,40 +300,53 @@ def _render(lat, offsets, dims, ri, rw, ci, cw, fr, fc, st, theta, layers, chann
 
     Output pixel (i, j) averages the colours of samples (i*sy + a, j*sx + b),
     a < sy, b < sx, then clips to [0, 1] and rounds: ``floor(v * 255 + 0.5)``.
+
+    The samples of a group of output rows are taken in order (sample row by
+    sample row, left to right) and fed to the MLP in blocks of BLOCK lanes
+    that may span sample rows, so that narrow images fill the lanes; a group
+    is one output row unless a row has fewer than BLOCK samples. Lanes never
+    mix and each pixel sums its samples in the order above, so the result
+    does not depend on the grouping.
     """
     H = out.shape[0]
     W = out.shape[1]
     nl = layers.shape[0]
     maxw = _max_width(layers)
     ncols = W * sx
+    per_row = sy * ncols  # samples per output row
+    G = max(1, BLOCK // per_row)  # output rows per group
     inv = 1.0 / (sy * sx)
-    for i in prange(H):
+    for g in prange((H + G - 1) // G):
+        i0 = g * G
+        ng = min(H, i0 + G) - i0
         Hb = np.zeros((nl + 1, maxw, BLOCK), np.float32)
         Zb = np.zeros((nl, maxw, BLOCK), np.float32)
         rows = np.empty(BLOCK, np.int64)
         cols = np.empty(BLOCK, np.int64)
         rgb = np.zeros(3)
-        acc = np.zeros((W, channels))
-        for a in range(sy):
-            for b in range(BLOCK):
-                rows[b] = i * sy + a
-            for c0 in range(0, ncols, BLOCK):
-                nb = min(BLOCK, ncols - c0)
-                for b in range(nb):
-                    cols[b] = c0 + b
-                _features_block(lat, offsets, dims, ri, rw, ci, cw, fr, fc, st, rows, cols, nb,
-                                Hb[0])
-                _mlp_forward_block(theta, layers, Hb, Zb)
-                for b in range(nb):
-                    _to_rgb(Zb[nl - 1], channels, b, rgb)
-                    j = (c0 + b) // sx
-                    for ch in range(channels):
-                        acc[j, ch] += rgb[ch]
-        for j in range(W):
-            for ch in range(channels):
-                v = acc[j, ch] * inv
-                v = 0.0 if v < 0.0 else (1.0 if v > 1.0 else v)
-                out[i, j, ch] = np.uint8(math.floor(v * 255.0 + 0.5))
+        acc = np.zeros((ng, W, channels))
+        n = ng * per_row
+        for s0 in range(0, n, BLOCK):
+            nb = min(BLOCK, n - s0)
+            for b in range(nb):
+                r = (s0 + b) // ncols  # sample row from the group's first
+                rows[b] = i0 * sy + r
+                cols[b] = s0 + b - r * ncols
+            _features_block(lat, offsets, dims, ri, rw, ci, cw, fr, fc, st, rows, cols, nb,
+                            Hb[0])
+            _mlp_forward_block(theta, layers, Hb, Zb)
+            for b in range(nb):
+                _to_rgb(Zb[nl - 1], channels, b, rgb)
+                ii = (rows[b] - i0 * sy) // sy
+                j = cols[b] // sx
+                for ch in range(channels):
+                    acc[ii, j, ch] += rgb[ch]
+        for ii in range(ng):
+            for j in range(W):
+                for ch in range(channels):
+                    v = acc[ii, j, ch] * inv
+                    v = 0.0 if v < 0.0 else (1.0 if v > 1.0 else v)
+                    out[i0 + ii, j, ch] = np.uint8(math.floor(v * 255.0 + 0.5))
 
 
 def supersampling(spec: ModelSpec, out_w: int, out_h: int) -> tuple[int, int]:
