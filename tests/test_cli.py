@@ -270,6 +270,34 @@ def test_decode_max_pixels_zero_lifts_cap(tmp_path, nni):
     assert Image.open(out).size == (20, 10)
 
 
+@pytest.mark.parametrize("args,want", [([], ...), (["--max-pixels", "0"], None),
+                                       (["--max-pixels", "-3"], None),
+                                       (["--max-pixels", "5000"], 5000),
+                                       (["--max-pixels", "200000000"], 200000000)])
+def test_decode_max_pixels_reaches_the_decoder(tmp_path, nni, monkeypatch, args, want):
+    """The override is passed on (a real render above the default cap would take too long)."""
+    from nncodec import decoder
+
+    seen = []
+
+    def fake_decode(data, size, *, scale=None, **kw):
+        seen.append(kw.get("max_pixels", ...))
+        return np.zeros((2, 3, 3), np.uint8)
+
+    monkeypatch.setattr(decoder, "decode", fake_decode)
+    assert main(["decode", str(nni), "-o", str(tmp_path / "o.png"), "-q"] + args) == 0
+    assert seen == [want]
+
+
+def test_default_cap_error_names_the_override(tmp_path, nni, capsys):
+    side = 9460  # 9460^2 > 89,478,485
+    assert main(["decode", str(nni), "-o", str(tmp_path / "o.png"), "--size",
+                 f"{side}x{side}"]) == 1
+    line = error_line(capsys.readouterr().err)
+    assert "89478485" in line and "--max-pixels 0" in line
+    assert leftovers(tmp_path) == ["img.nni"]
+
+
 def test_decode_unknown_extension(tmp_path, nni, capsys):
     out = tmp_path / "out.xyz"
     assert main(["decode", str(nni), "-o", str(out)]) == 1
