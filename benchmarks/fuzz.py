@@ -20,7 +20,8 @@ Two backstops for what a check inside the process cannot see:
   (the output is rewritten every 1,000 cases).
 
 The output JSON holds the command, the duration, counts (decoded, refused by
-error class, by mutator and CRC mode), the slowest cases, the largest traced
+error class, by mutator and CRC mode, by error message with the numbers
+taken out), the slowest cases, the largest traced
 peak, and every failing case with its input in hex (at most ``--keep``).
 Case ``i`` can be rebuilt alone: ``fuzzing.make_case(seed, i, corpus)``.
 """
@@ -32,6 +33,7 @@ import faulthandler
 import json
 import os
 import platform
+import re
 import resource
 import shlex
 import sys
@@ -129,7 +131,7 @@ def main(argv=None) -> int:
     setup_s = time.perf_counter() - t_start
 
     failures, slowest = [], []
-    counts = Counter()
+    counts, messages = Counter(), Counter()
     by_mutator: dict[str, Counter] = {}
     max_peak = 0
     n_failed = 0
@@ -149,6 +151,7 @@ def main(argv=None) -> int:
             "corpus": [name for name, _ in corpus],
             "outcomes": dict(sorted(counts.items())),
             "by_mutator": {m: dict(sorted(c.items())) for m, c in sorted(by_mutator.items())},
+            "refusals": dict(messages.most_common(40)),
             "max_traced_peak_bytes": max_peak,
             "slowest": [{"case": i, "cpu_s": c, "wall_s": w} for c, w, i in slowest],
             "machine": _machine(),
@@ -173,6 +176,9 @@ def main(argv=None) -> int:
             outcome = ("failed" if res.failures else "decoded" if res.decoded
                        else f"refused:{res.error}")
             counts[outcome] += 1
+            if res.message is not None:  # numbers and quoted text out: one entry per kind
+                messages[f"{res.error}: " + re.sub(r"\d+", "N", re.sub(r"'[^']*'", "'…'",
+                                                                         res.message))] += 1
             counts[f"mode:{case.mode}:{'decoded' if res.decoded else 'refused'}"] += 1
             for m in case.mutators:
                 by_mutator.setdefault(m, Counter())["decoded" if res.decoded else "refused"] += 1

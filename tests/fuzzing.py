@@ -425,6 +425,7 @@ class Result:
 
     decoded: bool = False
     error: str | None = None  # NniError class name of a refused decode
+    message: str | None = None  # and its message
     seconds: float = 0.0  # wall-clock seconds of the slowest call
     cpu_seconds: float = 0.0  # CPU seconds of the most expensive call
     peak: int | None = None  # traced bytes during decode, when measured
@@ -477,7 +478,8 @@ def check_case(case: Case, workdir: Path, *, cap: int = FUZZ_MAX_PIXELS, trace: 
             res.peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
     res.decoded = out is not None
-    res.error = type(dec_err).__name__ if dec_err is not None else None
+    if dec_err is not None:
+        res.error, res.message = type(dec_err).__name__, str(dec_err)
     if out is not None:
         if info is None:
             fail.append({"call": "decode", "kind": "inconsistent",
