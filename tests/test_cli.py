@@ -125,6 +125,62 @@ def test_encode_not_an_image(tmp_path, capsys):
     assert leftovers(tmp_path) == ["a.txt"]
 
 
+def test_failed_encode_keeps_existing_output(tmp_path, png, capsys):
+    out = tmp_path / "out.nni"
+    out.write_bytes(b"previous content")
+    assert main(["encode", str(png), "-o", str(out), "-b", "5", "--preset", "fast"]) == 1
+    assert "too small" in error_line(capsys.readouterr().err)
+    assert out.read_bytes() == b"previous content"
+    assert leftovers(tmp_path) == ["out.nni"]
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+@pytest.mark.parametrize("failing", ["write", "fsync", "replace"])
+def test_write_failure_keeps_existing_output(tmp_path, png, nni, monkeypatch, capsys, command,
+                                             failing):
+    """A failure while writing (disk full here) leaves the old file and no temporary file."""
+    import errno
+
+    out = tmp_path / ("out.nni" if command == "encode" else "out.png")
+    out.write_bytes(b"previous content")
+    before = leftovers(tmp_path)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    if failing == "write":
+        class FullFile(io.FileIO):
+            def write(self, data):
+                super().write(data[: len(data) // 2])  # half written, then the disk is full
+                disk_full()
+
+        monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullFile(fd, "wb"))
+    else:
+        monkeypatch.setattr(os, failing, disk_full)
+    args = (["encode", str(png), "-o", str(out), "-b", "100", "--preset", "fast", "-q"]
+            if command == "encode" else ["decode", str(nni), "-o", str(out), "-q"])
+    assert main(args) == 1
+    line = error_line(capsys.readouterr().err)
+    assert str(out) in line and "No space left" in line
+    assert out.read_bytes() == b"previous content"
+    assert leftovers(tmp_path) == before
+
+
+def test_interrupted_write_keeps_existing_output(tmp_path, nni, monkeypatch, capsys):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"previous content")
+    before = leftovers(tmp_path)
+
+    def interrupt(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupt)
+    assert main(["decode", str(nni), "-o", str(out), "-q"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert out.read_bytes() == b"previous content"
+    assert leftovers(tmp_path) == before
+
+
 # ---------------------------------------------------------------------------
 # decode
 
@@ -212,6 +268,34 @@ def test_decode_max_pixels_zero_lifts_cap(tmp_path, nni):
     assert main(["decode", str(nni), "-o", str(out), "--size", "20x10", "--max-pixels", "0",
                  "-q"]) == 0
     assert Image.open(out).size == (20, 10)
+
+
+@pytest.mark.parametrize("args,want", [([], ...), (["--max-pixels", "0"], None),
+                                       (["--max-pixels", "-3"], None),
+                                       (["--max-pixels", "5000"], 5000),
+                                       (["--max-pixels", "200000000"], 200000000)])
+def test_decode_max_pixels_reaches_the_decoder(tmp_path, nni, monkeypatch, args, want):
+    """The override is passed on (a real render above the default cap would take too long)."""
+    from nncodec import decoder
+
+    seen = []
+
+    def fake_decode(data, size, *, scale=None, **kw):
+        seen.append(kw.get("max_pixels", ...))
+        return np.zeros((2, 3, 3), np.uint8)
+
+    monkeypatch.setattr(decoder, "decode", fake_decode)
+    assert main(["decode", str(nni), "-o", str(tmp_path / "o.png"), "-q"] + args) == 0
+    assert seen == [want]
+
+
+def test_default_cap_error_names_the_override(tmp_path, nni, capsys):
+    side = 9460  # 9460^2 > 89,478,485
+    assert main(["decode", str(nni), "-o", str(tmp_path / "o.png"), "--size",
+                 f"{side}x{side}"]) == 1
+    line = error_line(capsys.readouterr().err)
+    assert "89478485" in line and "--max-pixels 0" in line
+    assert leftovers(tmp_path) == ["img.nni"]
 
 
 def test_decode_unknown_extension(tmp_path, nni, capsys):

@@ -111,6 +111,53 @@ def test_default_cap_applies(encoded_rgb):
         nncodec.decode(encoded_rgb.data, scale=1e9, max_pixels=None)
 
 
+def _tiny_file(width, height):
+    """A valid file of a few dozen bytes declaring a ``width x height`` image."""
+    from nncodec import format as fmt
+    from nncodec.field import ModelSpec
+
+    spec = ModelSpec(width, height, 3, 7, 0, 0, 1, 4, n_chroma=3)
+    return fmt.pack(spec, [8, 8], [8, 8], b"\x12\x34")
+
+
+@pytest.mark.parametrize("coded,size,frame", [((600, 40), (16, 16), (600, 40)),
+                                              ((2, 600), (300, 2), (300, 600)),
+                                              ((40, 600), None, (40, 600))])
+def test_cap_applies_to_coded_size_before_entropy_decoding(monkeypatch, coded, size, frame):
+    """A thumbnail of a huge coded image costs as much as the image: the cap covers the frame."""
+    data = _tiny_file(*coded)
+    assert len(data) < 40
+    fw, fh = frame
+
+    def boom(*args):
+        raise AssertionError("entropy decoding started")
+
+    with monkeypatch.context() as m:
+        m.setattr(decoder, "decode_payload", boom)
+        with pytest.raises(ImageTooLargeError) as e:
+            nncodec.decode(data, size, max_pixels=fw * fh - 1)
+    msg = str(e.value)
+    assert f"{fw}x{fh} = {fw * fh} pixels" in msg and f"cap of {fw * fh - 1}" in msg
+    if size is not None:
+        assert f"{coded[0]}x{coded[1]} coded image" in msg
+    out = nncodec.decode(data, size, max_pixels=fw * fh)
+    w, h = size or coded
+    assert out.shape == (h, w, 3)
+
+
+def test_default_cap_admits_largest_coded_size():
+    """The default cap is above MAX_CODED_PIXELS: every valid file decodes at a small size."""
+    from nncodec import format as fmt
+
+    assert decoder.MAX_OUTPUT_PIXELS >= fmt.MAX_CODED_PIXELS
+    data = _tiny_file(65536, 1024)
+    c = fmt.unpack(data)
+    assert c.spec.width * c.spec.height == fmt.MAX_CODED_PIXELS
+    assert decoder.output_size(c.spec, (16, 16)) == (16, 16)
+    with pytest.raises(ImageTooLargeError):
+        nncodec.decode(data, (16, 16), max_pixels=fmt.MAX_CODED_PIXELS - 1)
+
+
 def test_size_and_scale_together_raise(encoded_rgb):
     with pytest.raises(InputError):
         nncodec.decode(encoded_rgb.data, (32, 24), scale=0.5)
@@ -208,3 +255,19 @@ def test_decode_handmade_file_matches_naive(stencil, channels, chroma):
         assert got.shape == want.shape
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
         assert np.ptp(want) > 5
+
+
+@pytest.mark.parametrize("stencil", [0, 1])
+def test_decode_narrow_image_matches_naive(stencil):
+    """Images under 16 samples wide: several output rows share a block of MLP lanes."""
+    import naive
+    from nncodec.field import ModelSpec
+
+    spec = ModelSpec(3, 21, 3, 3, 0, 1, 1, 5, stencil=stencil, n_chroma=1)
+    data, theta, lat = _handmade_file(spec, seed=7 + stencil)
+    assert np.ptp(nncodec.decode(data)) > 5  # not a flat image
+    for size in ((3, 21), (1, 21), (2, 45), (1, 1), (5, 9), (40, 3)):
+        got = nncodec.decode(data, size)
+        want = naive.render(spec, theta, lat, *size)
+        assert got.shape == want.shape
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1

@@ -267,8 +267,33 @@ def test_version_2_raises_version_error(encoded_rgb, recompute_crc):
 def test_version_0_raises_version_error(encoded_rgb):
     data = bytearray(encoded_rgb.data)
     data[4] = 0
-    with pytest.raises(VersionError):
+    with pytest.raises(VersionError) as e:
         nncodec.decode(with_crc(bytes(data[:-4])))
+    assert "version 0" in str(e.value) and f"reads version {fmt.FORMAT_VERSION}" in str(e.value)
+
+
+@pytest.mark.parametrize("version", [2, 7, 255])
+def test_future_version_names_needed_and_supported_versions(encoded_rgb, tmp_path, capsys,
+                                                            version):
+    """A file from a later format: the message says what it needs and what this build reads."""
+    from nncodec.cli import main
+
+    data = bytearray(encoded_rgb.data)
+    data[4] = version
+    data = with_crc(bytes(data[:-4]))
+    for fn in (fmt.unpack, nncodec.info, nncodec.decode):
+        with pytest.raises(VersionError) as e:
+            fn(data)
+        msg = str(e.value)
+        assert f"format version {version}" in msg
+        assert f"reads version {fmt.FORMAT_VERSION}" in msg
+    src = tmp_path / "future.nni"
+    src.write_bytes(data)
+    for args in (["info", str(src)], ["decode", str(src), "-o", str(tmp_path / "o.png")]):
+        assert main(args) == 1
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines == [f"nncodec: error: {msg}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["future.nni"]
 
 
 def test_every_prefix_raises(encoded_rgb):

@@ -247,3 +247,72 @@ def test_garbage_bytes():
 def test_unsupported_type():
     with pytest.raises((InputError, TypeError)):
         load_image(12345)
+
+
+# ---------------------------------------------------------------------------
+# Sizes: empty, 1x1, and images too large to encode.
+
+
+def _png_declaring(width, height):
+    """A 4x4 PNG whose header (IHDR, CRC fixed) claims ``width x height``."""
+    import struct
+    import zlib
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, format="PNG")
+    b = bytearray(buf.getvalue())
+    assert b[12:16] == b"IHDR"
+    b[16:24] = struct.pack(">II", width, height)
+    b[29:33] = struct.pack(">I", zlib.crc32(bytes(b[12:29])))
+    return bytes(b)
+
+
+@pytest.mark.parametrize("size", [(20000, 20000),  # Pillow refuses to open it (bomb error)
+                                  (10000, 9000),  # Pillow warns (bomb warning)
+                                  (9000, 8000),  # above 2^26, below Pillow's limits
+                                  (70000, 1)])  # too wide, few pixels
+def test_huge_image_file_is_refused_before_decoding(tmp_path, size):
+    """The header is enough: the pixel data (4x4 here) is never decoded."""
+    import warnings
+
+    p = tmp_path / "huge.png"
+    p.write_bytes(_png_declaring(*size))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageTooLargeError) as e:
+            load_image(p)
+        with pytest.raises(ImageTooLargeError):
+            load_image(p.read_bytes())
+        with pytest.raises(ImageTooLargeError):
+            nncodec.encode(p, budget=100)
+    assert not caught, [str(w.message) for w in caught]  # the library never warns or prints
+    assert "65536" in str(e.value) and str(1 << 26) in str(e.value)
+
+
+def test_largest_side_is_accepted_from_the_header(tmp_path):
+    """65536 pixels a side passes the size check (the truncated data then fails to read)."""
+    p = tmp_path / "wide.png"
+    p.write_bytes(_png_declaring(65536, 1))
+    with pytest.raises(InputError) as e:
+        load_image(p)
+    assert not isinstance(e.value, ImageTooLargeError) and str(p) in str(e.value)
+
+
+@pytest.mark.parametrize("size", [(0, 0), (5, 0), (0, 3)])
+def test_empty_pil_image(size):
+    im = Image.new("RGB", size)
+    with pytest.raises(InputError, match="empty"):
+        load_image(im)
+    with pytest.raises(InputError, match="empty"):
+        nncodec.encode(im.convert("L"), budget=100)
+
+
+def test_one_pixel_png_file(tmp_path):
+    p = tmp_path / "one.png"
+    Image.new("RGB", (1, 1), (200, 30, 90)).save(p)
+    np.testing.assert_array_equal(load_image(p), [[[200, 30, 90]]])
+    data = nncodec.encode(p, budget=40, preset="fast")
+    assert len(data) <= 40
+    out = nncodec.decode(data)
+    assert out.shape == (1, 1, 3)
+    assert np.abs(out.astype(int) - [200, 30, 90]).max() <= 8

@@ -69,8 +69,10 @@ def decode(data, /, size=None, *, scale=None, max_pixels=...):
             coded size. Larger sizes upscale, smaller ones integrate over each
             output pixel's footprint.
         scale: a positive scale factor instead of ``size``.
-        max_pixels: cap on output pixels (default 89,478,485, as Pillow's
-            ``MAX_IMAGE_PIXELS``); ``None`` removes the cap.
+        max_pixels: cap on the pixels of the output and of the frame
+            ``max(W, W') x max(H, H')`` that holds it and the coded image
+            (default 89,478,485, as Pillow's ``MAX_IMAGE_PIXELS``); ``None``
+            removes the cap. Over it: ``ImageTooLargeError``.
     """
     from . import decoder
 

@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--scale", type=_positive_float, help="scale factor, any positive number")
     g.add_argument("--size", type=_parse_size, help="output size WxH, e.g. 1920x1080")
     d.add_argument("--max-pixels", type=int, default=None,
-                   help="refuse outputs larger than this many pixels "
+                   help="refuse outputs (or coded images) larger than this many pixels "
                         "(default 89478485; 0 removes the cap)")
     d.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 

@@ -11,8 +11,8 @@ from .entropy import decode_payload
 from .errors import FormatError, ImageTooLargeError, InputError
 from .field import ModelSpec, render
 
-#: Default cap on rendered pixels (width * height), as Pillow's
-#: ``Image.MAX_IMAGE_PIXELS``. Pass ``max_pixels=None`` to lift it.
+#: Default pixel cap of a decode, as Pillow's ``Image.MAX_IMAGE_PIXELS``.
+#: Pass ``max_pixels=None`` to lift it. See :func:`decode`.
 MAX_OUTPUT_PIXELS = 89_478_485
 
 
@@ -79,14 +79,30 @@ def decode(data, size=None, *, scale=None, max_pixels=MAX_OUTPUT_PIXELS) -> np.n
         data: the file's bytes.
         size: output ``(width, height)``; default the coded size.
         scale: output scale factor instead of ``size`` (any positive real).
-        max_pixels: refuse renders larger than this many pixels (None: no cap).
+        max_pixels: refuse a decode whose frame ``max(W, W') x max(H, H')``
+            has more pixels than this (None: no cap), for a coded ``W x H``
+            decoded at ``W' x H'``; at the coded size or larger the frame is
+            the output. The frame bounds the work and memory of a decode: a
+            render takes fewer than 4 samples per frame pixel and there are
+            at most about 4 latents per coded pixel, so a small file
+            declaring a huge coded size cannot make even a thumbnail
+            expensive.
+    Raises:
+        ImageTooLargeError: over the cap (checked before entropy decoding).
     """
     c = fmt.unpack(data)
     w, h = output_size(c.spec, size, scale)
-    if max_pixels is not None and w * h > max_pixels:
-        raise ImageTooLargeError(
-            f"output of {w}x{h} = {w * h} pixels exceeds the cap of {max_pixels} "
-            "(pass max_pixels=None, or --max-pixels 0 on the command line, to allow it)")
+    if max_pixels is not None:
+        fw, fh = max(w, c.spec.width), max(h, c.spec.height)
+        if fw * fh > max_pixels:
+            if (fw, fh) == (w, h):
+                what = f"output of {w}x{h} = {w * h} pixels"
+            else:
+                what = (f"decoding the {c.spec.width}x{c.spec.height} coded image at {w}x{h} "
+                        f"spans {fw}x{fh} = {fw * fh} pixels, which")
+            raise ImageTooLargeError(
+                f"{what} exceeds the cap of {max_pixels} "
+                "(pass max_pixels=None, or --max-pixels 0 on the command line, to allow it)")
     c, theta, lat = parse(data)
     out = render(c.spec, theta, lat, w, h)
     return out[:, :, 0] if c.spec.channels == 1 else out

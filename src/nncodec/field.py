@@ -382,59 +382,103 @@ def _row_features(C, coff, ncols, ri, rw, fr, fc, st, r, c0, nb, X):
             xr[b] = f
 
 
+@njit
+def _accumulate_row(y, channels, sx, c0, nb, acc):
+    """Add the RGB colours of lanes ``b < nb`` (samples at columns ``c0 + b``)
+    to ``acc[ch, (c0 + b) // sx]``; RGB computed in float32."""
+    if sx == 1:
+        if channels == 1:
+            g = acc[0, c0:c0 + nb]
+            y0 = y[0]
+            for b in range(nb):
+                g[b] += y0[b]
+        else:
+            r_ = acc[0, c0:c0 + nb]
+            g_ = acc[1, c0:c0 + nb]
+            b_ = acc[2, c0:c0 + nb]
+            Y = y[0]
+            Co = y[1]
+            Cg = y[2]
+            for b in range(nb):
+                r_[b] += Y[b] + Co[b] - Cg[b]
+                g_[b] += Y[b] + Cg[b]
+                b_[b] += Y[b] - Co[b] - Cg[b]
+    else:
+        rgb = np.zeros(3, np.float32)
+        for b in range(nb):
+            _to_rgb(y, channels, b, rgb)
+            j = (c0 + b) // sx
+            for ch in range(channels):
+                acc[ch, j] += rgb[ch]
+
+
+@njit
+def _store_row(acc, inv, out_row):
+    """Average, clip to [0, 1] and round one output row: ``floor(v * 255 + 0.5)``."""
+    for ch in range(acc.shape[0]):
+        for j in range(acc.shape[1]):
+            v = acc[ch, j] * inv
+            v = 0.0 if v < 0.0 else (1.0 if v > 1.0 else v)
+            out_row[j, ch] = np.uint8(math.floor(v * 255.0 + 0.5))
+
+
 @pjit
 def _render(C, coff, ncols, ri, rw, fr, fc, st, theta, layers, channels, sy, sx, out):
     """Render ``out`` (uint8[H', W', C]) from supersampled taps.
 
     Output pixel (i, j) averages the colours of samples (i*sy + a, j*sx + b),
     a < sy, b < sx, then clips to [0, 1] and rounds: ``floor(v * 255 + 0.5)``.
-    Colours are converted to RGB in float32 and averaged in float64.
+    Colours are converted to RGB in float32 and averaged in float64, in the
+    order above (sample row by sample row, left to right).
+
+    A row of samples is fed to the MLP in blocks of BLOCK lanes. When an
+    output row has fewer than BLOCK samples (narrow images), groups of output
+    rows share the blocks instead, so that the lanes are full. Lanes never mix,
+    so the result does not depend on the grouping.
     """
     H = out.shape[0]
     W = out.shape[1]
     nl = layers.shape[0]
     maxw = _max_width(layers)
     ncols = W * sx
+    per_row = sy * ncols  # samples per output row
+    G = max(1, BLOCK // per_row)  # output rows per group
     inv = 1.0 / (sy * sx)
-    for i in prange(H):
+    for g in prange((H + G - 1) // G):
+        i0 = g * G
+        ng = min(H, i0 + G) - i0
         Hb = np.zeros((nl + 1, maxw, BLOCK), np.float32)
         Zb = np.zeros((nl, maxw, BLOCK), np.float32)
-        acc = np.zeros((channels, W))
-        for a in range(sy):
-            for c0 in range(0, ncols, BLOCK):
-                nb = min(BLOCK, ncols - c0)
-                _row_features(C, coff, ncols, ri, rw, fr, fc, st, i * sy + a, c0, nb, Hb[0])
+        acc = np.zeros((ng, channels, W))
+        if G == 1:
+            for a in range(sy):
+                for c0 in range(0, ncols, BLOCK):
+                    nb = min(BLOCK, ncols - c0)
+                    _row_features(C, coff, ncols, ri, rw, fr, fc, st, i0 * sy + a, c0, nb,
+                                  Hb[0])
+                    _mlp_forward_block(theta, layers, Hb, Zb, nb)
+                    _accumulate_row(Zb[nl - 1], channels, sx, c0, nb, acc[0])
+        else:
+            rows = np.empty(BLOCK, np.int64)
+            cols = np.empty(BLOCK, np.int64)
+            rgb = np.zeros(3, np.float32)
+            n = ng * per_row
+            for s0 in range(0, n, BLOCK):
+                nb = min(BLOCK, n - s0)
+                for b in range(nb):
+                    r = (s0 + b) // ncols  # sample row from the group's first
+                    rows[b] = i0 * sy + r
+                    cols[b] = s0 + b - r * ncols
+                _features_block(C, coff, ncols, ri, rw, fr, fc, st, rows, cols, nb, Hb[0])
                 _mlp_forward_block(theta, layers, Hb, Zb, nb)
-                y = Zb[nl - 1]
-                if sx == 1:
-                    if channels == 1:
-                        g = acc[0, c0:c0 + nb]
-                        y0 = y[0]
-                        for b in range(nb):
-                            g[b] += y0[b]
-                    else:
-                        r_ = acc[0, c0:c0 + nb]
-                        g_ = acc[1, c0:c0 + nb]
-                        b_ = acc[2, c0:c0 + nb]
-                        Y = y[0]
-                        Co = y[1]
-                        Cg = y[2]
-                        for b in range(nb):
-                            r_[b] += Y[b] + Co[b] - Cg[b]
-                            g_[b] += Y[b] + Cg[b]
-                            b_[b] += Y[b] - Co[b] - Cg[b]
-                else:
-                    rgb = np.zeros(3, np.float32)
-                    for b in range(nb):
-                        _to_rgb(y, channels, b, rgb)
-                        j = (c0 + b) // sx
-                        for ch in range(channels):
-                            acc[ch, j] += rgb[ch]
-        for ch in range(channels):
-            for j in range(W):
-                v = acc[ch, j] * inv
-                v = 0.0 if v < 0.0 else (1.0 if v > 1.0 else v)
-                out[i, j, ch] = np.uint8(math.floor(v * 255.0 + 0.5))
+                for b in range(nb):
+                    _to_rgb(Zb[nl - 1], channels, b, rgb)
+                    ii = (rows[b] - i0 * sy) // sy
+                    j = cols[b] // sx
+                    for ch in range(channels):
+                        acc[ii, ch, j] += rgb[ch]
+        for ii in range(ng):
+            _store_row(acc[ii], inv, out[i0 + ii])
 
 
 def supersampling(spec: ModelSpec, out_w: int, out_h: int) -> tuple[int, int]:

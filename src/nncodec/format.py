@@ -212,7 +212,8 @@ def unpack(data: bytes) -> Container:
             raise VersionError(
                 f"file needs an nncodec decoder for format version {version}; "
                 f"this one reads version {FORMAT_VERSION}")
-        raise VersionError(f"unknown format version {version}")
+        raise VersionError(
+            f"invalid format version {version}; this decoder reads version {FORMAT_VERSION}")
     body, crc = data[:-CRC_BYTES], int.from_bytes(data[-CRC_BYTES:], "little")
     if zlib.crc32(body) != crc:
         raise ChecksumError("checksum mismatch: the file is corrupted or truncated")

@@ -8,20 +8,27 @@ Input policy (documented in the README):
   / PA images is discarded (the colour stored under it is coded as is);
 * 16-bit and 32-bit samples are scaled to 8 bits (``round(v * 255 / max)``
   for the mode's nominal maximum);
-* EXIF orientation is applied, so the coded image looks as viewers show it.
+* EXIF orientation is applied, so the coded image looks as viewers show it;
+* at most 65,536 pixels a side and 2^26 in all (``ImageTooLargeError``),
+  checked from a file's header before its pixels are decoded; an empty image,
+  a missing or unreadable file or one Pillow cannot decode is an
+  ``InputError`` naming the file.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import warnings
 
 import numpy as np
 
 from .errors import ImageTooLargeError, InputError, os_error_message
 
-#: Largest input image the encoder accepts (width * height).
+#: Largest input image the encoder accepts (width * height), and per side.
 MAX_INPUT_PIXELS = 1 << 26
+MAX_SIDE = 65536
+
 #: PIL modes coded as one grey channel (every other mode is coded as RGB).
 GREY_MODES = frozenset({"L", "1", "LA", "La", "I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
 
@@ -77,32 +84,41 @@ def load_image(image) -> np.ndarray:
         if isinstance(image, Image.Image):
             im = image
         else:
+            name = "<bytes>" if isinstance(image, (bytes, bytearray)) else image
             try:
                 if isinstance(image, (bytes, bytearray)):
                     src = io.BytesIO(image)
                 else:
                     src = os.fspath(image)
-                with Image.open(src) as opened:
-                    if opened.size[0] * opened.size[1] > MAX_INPUT_PIXELS:
-                        raise ImageTooLargeError(
-                            f"input image is {opened.size[0]}x{opened.size[1]}, more than "
-                            f"the encoder limit of {MAX_INPUT_PIXELS} pixels")
-                    opened.load()
-                    im = opened.copy()
+                # Our limit is below Pillow's bomb warning: check the size
+                # from the header ourselves, before any pixel is decoded.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    with Image.open(src) as opened:
+                        _check_size(*opened.size)
+                        opened.load()
+                        im = opened.copy()
             except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
                 raise InputError(os_error_message(e, image)) from None
+            except Image.DecompressionBombError:
+                raise ImageTooLargeError(
+                    f"input image {name} is larger than the encoder accepts "
+                    f"({MAX_SIDE} pixels a side, {MAX_INPUT_PIXELS} pixels in all)") from None
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
                 if isinstance(e, ImageTooLargeError):
                     raise
-                name = "<bytes>" if isinstance(image, (bytes, bytearray)) else image
                 reason = "unknown image format" if isinstance(e, UnidentifiedImageError) else e
                 raise InputError(f"cannot read image {name}: {reason}") from None
         out = _from_pil(im)
     h, w = out.shape[:2]
     if h < 1 or w < 1:
         raise InputError(f"image is empty ({w}x{h})")
-    if w > 65536 or h > 65536 or w * h > MAX_INPUT_PIXELS:
-        raise ImageTooLargeError(
-            f"input image is {w}x{h}; the encoder accepts at most 65536 pixels a side "
-            f"and {MAX_INPUT_PIXELS} pixels in all")
+    _check_size(w, h)
     return out
+
+
+def _check_size(w: int, h: int) -> None:
+    if w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_INPUT_PIXELS:
+        raise ImageTooLargeError(
+            f"input image is {w}x{h}; the encoder accepts at most {MAX_SIDE} pixels a side "
+            f"and {MAX_INPUT_PIXELS} pixels in all")
