@@ -43,7 +43,7 @@ class Preset:
 
 
 PRESETS = {
-    "fast": Preset(steps=600, sample_fraction=1 / 8, ste_fraction=0.15),
+    "fast": Preset(steps=1000, sample_fraction=1 / 16, ste_fraction=0.15),
     "default": Preset(steps=1500, sample_fraction=1 / 8, ste_fraction=0.15),
     "slow": Preset(steps=4000, sample_fraction=1 / 8, ste_fraction=0.15),
 }
@@ -57,6 +57,9 @@ DEFAULT_STENCIL = 0
 DEFAULT_CHROMA = 3
 #: Images up to this many pixels train on every pixel at every step.
 FULL_BATCH_PIXELS = 16384
+#: Lambda controller: it does not lower lambda in this first fraction of
+#: the steps, while the size is still growing.
+GROWTH_FRACTION = 0.25
 #: Lambda controller: how many checks ahead it extrapolates the size.
 PD_TREND = 1.0
 #: Rate model of the latents in training: "adaptive" (the coder's own
@@ -536,6 +539,10 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
                 if history and PD_TREND:
                     pred = max(1.0, size + PD_TREND * (size - history[-1][2]))
                 ratio = pred / target_bytes
+                if it < GROWTH_FRACTION * n_steps:
+                    # The model is still growing into its budget: a size
+                    # below target is no reason to lower lambda yet.
+                    ratio = max(ratio, 1.0)
                 gain = 1.0 if it < n_steps // 2 else 0.5
                 lam *= float(np.clip(ratio, 0.5, 2.0)) ** gain
             history.append((it + 1, mse, size, lam))

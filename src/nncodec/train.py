@@ -338,7 +338,8 @@ def _rate(yhat, offsets, dims, logb, glat, glogb, weight):
 # This model replays that adaptation over the current rounded latents ``q``
 # and charges each latent what its value would cost with the probabilities
 # in force when the coder reaches it: at ``y = q`` the total is the coded
-# size of the latents (up to the coder's final bytes). A non-integer ``y``
+# size of the latents (up to the coder's final bytes; the zeros that end
+# the stream are free and are not counted in the total). A non-integer ``y``
 # is charged by linear interpolation between ``floor(y)`` and
 # ``floor(y) + 1``, which gives the gradient.
 
@@ -416,6 +417,7 @@ def _rate_adaptive(yhat, q, offsets, dims, glat, weight):
                    ].reshape((dims[lev + 1, 0], dims[lev + 1, 1]))
         probs = np.full((LCTX, 2), PROB_ONE // 2, np.int64)
         acc = 0.0
+        tail = 0.0  # bits since the last nonzero of this grid
         for i in range(hk):
             for j in range(wk):
                 s, sctx = _neigh(qg, i, j, hk, wk)
@@ -431,8 +433,12 @@ def _rate_adaptive(yhat, q, offsets, dims, glat, weight):
                 b1 = _value_bits(probs, zc, sctx, mc, f + 1, False)
                 acc += b0 + (y - f) * (b1 - b0)
                 glat[n] += weight * (b1 - b0)
-                _value_bits(probs, zc, sctx, mc, qg[i, j], True)
-        lev_bits[lev] = acc
+                c = _value_bits(probs, zc, sctx, mc, qg[i, j], True)
+                tail = 0.0 if qg[i, j] != 0 else tail + c
+        # Grid 0 is coded last: the zeros after its last nonzero latent leave
+        # the coder's state unchanged and cost no bytes (trailing zero bytes
+        # are not stored).
+        lev_bits[lev] = acc - tail if lev == 0 else acc
     total = 0.0
     for lev in range(L):
         total += lev_bits[lev]
