@@ -15,6 +15,9 @@ cache are what the row says:
   median of ``--decode-runs``.
 - ``cli decode``: ``nncodec decode IN.nni -o OUT.png`` as a whole process
   (warm cache), median of ``--runs``.
+- ``huge``: a ``--huge`` x ``--huge`` render (default 8192) of the fast file in
+  its own process: seconds and growth of the peak resident memory, beside the
+  size of the output array.
 - ``threads``: the default-preset encode and the 1x decode with
   ``NUMBA_NUM_THREADS=1`` and ``=2``; speed-up = t1 / t2, and whether the
   bytes (and decoded pixels) are identical.
@@ -153,6 +156,8 @@ def main(argv=None) -> int:
     ap.add_argument("--decode-runs", type=int, default=9)
     ap.add_argument("--skip-threads", action="store_true")
     ap.add_argument("--skip-compile", action="store_true")
+    ap.add_argument("--huge", type=int, default=8192,
+                    help="side of the square render whose peak memory is measured (0: skip)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     if not Path(a.image).is_file():
@@ -179,6 +184,23 @@ def main(argv=None) -> int:
                             os.path.join(tmp, "o.png")], _env()) for _ in range(a.runs)]
     rows["cli_decode_s"] = med(t_cli)
     print(f"import {rows['import_s']:.3f} s, cli decode {rows['cli_decode_s']:.3f} s", flush=True)
+
+    if a.huge:
+        code = ("import resource, sys, time, numpy as np, nncodec\n"
+                "d = open(sys.argv[1], 'rb').read(); n = int(sys.argv[2])\n"
+                "nncodec.decode(d)\n"
+                "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+                "t = time.perf_counter(); px = nncodec.decode(d, (n, n), max_pixels=None)\n"
+                "dt = time.perf_counter() - t\n"
+                "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+                "print(dt, base * 1024, peak * 1024, px.nbytes)")
+        out = subprocess.run([sys.executable, "-c", code, nni, str(a.huge)], env=_env(),
+                             check=True, capture_output=True, text=True).stdout.split()
+        dt, base, peak, nbytes = float(out[0]), int(out[1]), int(out[2]), int(out[3])
+        rows["huge"] = {"side": a.huge, "seconds": dt, "output_mb": nbytes / 2**20,
+                        "peak_rss_over_start_mb": (peak - base) / 2**20}
+        print(f"render {a.huge}x{a.huge}: {dt:.1f} s, output {nbytes / 2**20:.0f} MB, peak RSS "
+              f"grew {(peak - base) / 2**20:.0f} MB", flush=True)
 
     if not a.skip_compile:
         cold = tempfile.mkdtemp(prefix="nnspeed-cache-")
@@ -244,6 +266,11 @@ def table(doc: dict) -> str:
             lines.append(f"| MAC per pixel: render / training sample | {r['mac_per_pixel']} / "
                          f"{r['mac_per_train_sample']} |")
             break
+    if "huge" in rows:
+        h = rows["huge"]
+        lines.append(f"| render {h['side']}x{h['side']} (`fast` file) | {h['seconds']:.1f} s; peak "
+                     f"memory +{h['peak_rss_over_start_mb']:.0f} MB for a {h['output_mb']:.0f} MB "
+                     f"output |")
     if "compile_s" in rows:
         lines.append(f"| kernel compile (first run, empty cache) | {rows['compile_s']:.1f} s |")
     lines.append(f"| `import nncodec` (in a fresh interpreter) | {1000 * rows['import_s']:.0f} ms "
