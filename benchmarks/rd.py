@@ -107,6 +107,28 @@ def run_baseline(img: np.ndarray, codec: str, budget: int, cache: dict, name: st
 # --------------------------------------------------------------------------- reports
 
 
+def bd_rate(rate_ref, psnr_ref, rate_test, psnr_test) -> float | None:
+    """Bjontegaard delta rate (per cent) of test against ref.
+
+    Fits log(rate) as a cubic in PSNR for each curve (4 or more points; a
+    lower degree with fewer), integrates both over their common PSNR range
+    and returns the mean rate difference: negative means test needs fewer
+    bits for the same PSNR. None without an overlap.
+    """
+    pr, pt = np.asarray(psnr_ref, float), np.asarray(psnr_test, float)
+    lr, lt = np.log(np.asarray(rate_ref, float)), np.log(np.asarray(rate_test, float))
+    deg = min(3, len(pr) - 1, len(pt) - 1)
+    if deg < 1:
+        return None
+    lo, hi = max(pr.min(), pt.min()), min(pr.max(), pt.max())
+    if hi <= lo:
+        return None
+    cr, ct = np.polyfit(pr, lr, deg), np.polyfit(pt, lt, deg)
+    ir, it = np.polyint(cr), np.polyint(ct)
+    avg = ((np.polyval(it, hi) - np.polyval(it, lo)) - (np.polyval(ir, hi) - np.polyval(ir, lo)))
+    return float((math.exp(avg / (hi - lo)) - 1.0) * 100.0)
+
+
 def _fmt(x, spec):
     return "n/a" if x is None else format(x, spec)
 
@@ -138,6 +160,20 @@ def write_markdown(path: Path, doc: dict, codecs: list[str]) -> None:
             cells += [p, _fmt(s["bpp"], ".4f")]
         lines.append(f"| {B.budget_label(b)} | " + " | ".join(cells) + " |")
     lines.append("")
+    if "nncodec" in codecs and len(budgets) >= 2:
+        curve = {c: [(summ[(c, b)]["bpp"], summ[(c, b)]["psnr"]) for b in budgets
+                     if summ[(c, b)]["psnr"] is not None] for c in codecs}
+        bd = []
+        for c in codecs:
+            if c == "nncodec" or len(curve[c]) < 2 or len(curve["nncodec"]) < 2:
+                continue
+            v = bd_rate(*zip(*curve[c]), *zip(*curve["nncodec"]))
+            if v is not None:
+                bd.append(f"{c} {v:+.1f}%")
+        if bd:
+            lines.append("BD-rate of nncodec (mean curves; negative = fewer bytes for the same "
+                         "PSNR): " + ", ".join(bd) + ".")
+            lines.append("")
 
     if "nncodec" in codecs:
         nn = [r for r in results if r["codec"] == "nncodec"]
@@ -221,12 +257,13 @@ def write_plot(path: Path, doc: dict, codecs: list[str]) -> None:
 
 
 def merge(paths, tag: str, out_dir: Path) -> int:
-    """Combine rd-*.json files (e.g. shards of one run) into one report."""
+    """Combine rd-*.json files (shards of one run, or runs at other budgets) into one report."""
     docs = [json.loads(Path(p).read_text()) for p in paths]
     doc = dict(docs[0])
     doc["tag"] = tag
     doc["merged_from"] = [str(p) for p in paths]
     doc["images"] = sorted({name for d in docs for name in d["images"]})
+    doc["budgets"] = sorted({b for d in docs for b in d["budgets"]})
     doc["results"] = [r for d in docs for r in d["results"]]
     doc["complete"] = all(d.get("complete") for d in docs)
     doc["elapsed_s"] = max(d.get("elapsed_s", 0) for d in docs)

@@ -1,0 +1,54 @@
+"""benchmarks/rd.py: the Bjontegaard delta rate of the report."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def rd():
+    """The benchmark script as a module (benchmarks/ is not a package)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("rd_bench", BENCH / "rd.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+RATES = np.array([0.04, 0.08, 0.16, 0.32, 0.64])
+PSNRS = np.array([23.0, 25.1, 27.3, 29.6, 32.0])
+
+
+def test_bd_rate_of_a_curve_against_itself_is_zero(rd):
+    assert rd.bd_rate(RATES, PSNRS, RATES, PSNRS) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("factor", [0.8, 1.25])
+def test_bd_rate_of_a_scaled_curve_is_the_scale(rd, factor):
+    """Same PSNR at ``factor`` times the rate: BD-rate is ``factor - 1``."""
+    assert rd.bd_rate(RATES, PSNRS, factor * RATES, PSNRS) == pytest.approx(
+        100 * (factor - 1), abs=1e-6)
+
+
+def test_bd_rate_of_a_better_curve_is_negative_and_antisymmetric(rd):
+    better = PSNRS + 0.5
+    fwd = rd.bd_rate(RATES, PSNRS, RATES, better)
+    back = rd.bd_rate(RATES, better, RATES, PSNRS)
+    assert fwd < -5.0
+    # Savings of x% one way are 1 / (1 - x) - 1 the other way.
+    assert (1 + fwd / 100) * (1 + back / 100) == pytest.approx(1.0, rel=0.02)
+
+
+def test_bd_rate_without_overlap_is_none(rd):
+    assert rd.bd_rate(RATES, PSNRS, RATES, PSNRS + 20.0) is None
+    assert rd.bd_rate(RATES[:1], PSNRS[:1], RATES[:1], PSNRS[:1]) is None
