@@ -231,6 +231,29 @@ def column_pass(lat: np.ndarray, offsets: np.ndarray, dims: np.ndarray, taps: "T
     return C, coff
 
 
+@njit
+def _rows_before(dims):
+    """int64[L + 1]: grid rows before grid ``lev`` (prefix sums of the heights).
+
+    Parallel passes over "one job per grid row" number the rows of all grids
+    consecutively; ``_job_row`` maps a job back to its (grid, row).
+    """
+    L = dims.shape[0]
+    rows_before = np.zeros(L + 1, np.int64)
+    for lev in range(L):
+        rows_before[lev + 1] = rows_before[lev] + dims[lev, 0]
+    return rows_before
+
+
+@njit
+def _job_row(rows_before, job):
+    """(grid, row in that grid) of job ``job`` (see :func:`_rows_before`)."""
+    lev = 0
+    while rows_before[lev + 1] <= job:
+        lev += 1
+    return lev, job - rows_before[lev]
+
+
 @pjit
 def _column_pass(lat, offsets, dims, ci, cw, coff, C):
     """Interpolate every grid row along x at every sample column.
@@ -242,19 +265,12 @@ def _column_pass(lat, offsets, dims, ci, cw, coff, C):
     One parallel iteration per (shift, grid, row).
     """
     T = cw.shape[0]
-    L = dims.shape[0]
     ncols = cw.shape[2]
-    rows_before = np.zeros(L + 1, np.int64)
-    for lev in range(L):
-        rows_before[lev + 1] = rows_before[lev] + dims[lev, 0]
-    R = rows_before[L]
+    rows_before = _rows_before(dims)
+    R = rows_before[-1]
     for job in prange(T * R):
         tc = job // R
-        r = job - tc * R
-        lev = 0
-        while rows_before[lev + 1] <= r:
-            lev += 1
-        i = r - rows_before[lev]
+        lev, i = _job_row(rows_before, job - tc * R)
         base = offsets[lev] + i * dims[lev, 1]
         dst = coff[tc, lev] + i * ncols
         for x in range(ncols):

@@ -27,7 +27,8 @@ import numpy as np
 from ._jit import TILE, njit, pjit, prange
 from .entropy import (L_MAG, L_SIGN, L_ZERO, LAT_UNARY, LCTX, PROB_ONE, RATE_FAST, RATE_SLOW,
                       _is_parent, _mag_class, _neigh, _zero_class)
-from .field import BLOCK, _features_block, _max_width, _mlp_forward_block, _to_rgb
+from .field import (BLOCK, _features_block, _job_row, _max_width, _mlp_forward_block,
+                    _rows_before, _to_rgb)
 
 LN2 = math.log(2.0)
 N_RATE_CTX = 8
@@ -193,16 +194,10 @@ def _grid_grad_cols(tmp, toff, ri, rw, st, dims, offsets, out):
     contiguous range, as ``ri`` grows with ``y``.
     """
     S = st.shape[0]
-    L = dims.shape[0]
     H = ri.shape[2]
-    rows_before = np.zeros(L + 1, np.int64)
-    for lev in range(L):
-        rows_before[lev + 1] = rows_before[lev] + dims[lev, 0]
-    for job in prange(rows_before[L]):
-        lev = 0
-        while rows_before[lev + 1] <= job:
-            lev += 1
-        a = job - rows_before[lev]
+    rows_before = _rows_before(dims)
+    for job in prange(rows_before[-1]):
+        lev, a = _job_row(rows_before, job)
         wk = dims[lev, 1]
         dst = out[offsets[lev] + a * wk: offsets[lev] + (a + 1) * wk]
         for b in range(wk):
@@ -285,18 +280,13 @@ def _rate(yhat, offsets, dims, logb, glat, glogb, weight):
     q = np.empty(N, np.int64)
     for n in prange(N):
         q[n] = np.int64(math.floor(yhat[n] + 0.5))
-    rows_before = np.zeros(L + 1, np.int64)
-    for lev in range(L):
-        rows_before[lev + 1] = rows_before[lev] + dims[lev, 0]
+    rows_before = _rows_before(dims)
     R = rows_before[L]
     nc = logb.shape[1]
     row_bits = np.zeros(R, np.float64)
     row_glogb = np.zeros((R, nc), np.float64)
     for job in prange(R):
-        lev = 0
-        while rows_before[lev + 1] <= job:
-            lev += 1
-        i = job - rows_before[lev]
+        lev, i = _job_row(rows_before, job)
         hk = dims[lev, 0]
         wk = dims[lev, 1]
         off = offsets[lev]
