@@ -280,8 +280,9 @@ class Trainer:
         self.opt_theta.step(self.theta, gtheta, lr_mlp)
         if self.lat.size:
             self.opt_lat.step(self.lat, glat, lr_lat)
-            self.opt_logb.step(self.logb.reshape(-1), glogb.reshape(-1), 1e-2)
-            np.clip(self.logb, math.log(0.02), math.log(200.0), out=self.logb)
+            if RATE_MODEL != "adaptive":  # the adaptive model has no scales to learn
+                self.opt_logb.step(self.logb.reshape(-1), glogb.reshape(-1), 1e-2)
+                np.clip(self.logb, math.log(0.02), math.log(200.0), out=self.logb)
         mse = lbuf.sum() / (sel.size * self.c)
         return float(mse), float(bits)
 
