@@ -381,6 +381,35 @@ def baseline_settings() -> dict:
             "resize": "Lanczos down before encoding, Lanczos up after decoding"}
 
 
+def shard(files: list, spec: str | None, ap) -> list:
+    """The files of shard ``spec`` ("K/N": every N-th file from the K-th); ``ap.error`` if malformed."""
+    if not spec:
+        return files
+    try:
+        k, n = (int(v) for v in spec.split("/"))
+        assert 0 <= k < n
+    except (ValueError, AssertionError):
+        ap.error(f"--shard must look like 0/2, got {spec!r}")
+    return files[k::n]
+
+
+def merge_docs(paths, tag: str) -> tuple[dict, list[dict]]:
+    """Read result JSON files (shards of one run, or runs of other settings).
+
+    Returns ``(doc, docs)``: ``doc`` has the first file's header, ``tag``, the
+    sources, the union of images, all results, and whether every run completed.
+    """
+    docs = [json.loads(Path(p).read_text()) for p in paths]
+    doc = dict(docs[0])
+    doc["tag"] = tag
+    doc["merged_from"] = [str(p) for p in paths]
+    doc["images"] = sorted({name for d in docs for name in d["images"]})
+    doc["results"] = [r for d in docs for r in d["results"]]
+    doc["complete"] = all(d.get("complete") for d in docs)
+    doc["elapsed_s"] = max(d.get("elapsed_s", 0) for d in docs)
+    return doc, docs
+
+
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
     """Write JSON to ``path`` via a temporary file, so a kill never leaves half a file."""
     path = Path(path)

@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -258,15 +257,8 @@ def write_plot(path: Path, doc: dict, codecs: list[str]) -> None:
 
 def merge(paths, tag: str, out_dir: Path) -> int:
     """Combine rd-*.json files (shards of one run, or runs at other budgets) into one report."""
-    docs = [json.loads(Path(p).read_text()) for p in paths]
-    doc = dict(docs[0])
-    doc["tag"] = tag
-    doc["merged_from"] = [str(p) for p in paths]
-    doc["images"] = sorted({name for d in docs for name in d["images"]})
+    doc, docs = B.merge_docs(paths, tag)
     doc["budgets"] = sorted({b for d in docs for b in d["budgets"]})
-    doc["results"] = [r for d in docs for r in d["results"]]
-    doc["complete"] = all(d.get("complete") for d in docs)
-    doc["elapsed_s"] = max(d.get("elapsed_s", 0) for d in docs)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path, png_path = (out_dir / f"rd-{tag}.{ext}" for ext in ("json", "md", "png"))
     B.write_json_atomic(json_path, doc)
@@ -309,14 +301,7 @@ def main(argv=None) -> int:
         except ImportError as exc:
             print(f"error: nncodec requested but cannot be imported: {exc}", file=sys.stderr)
             return 2
-    files = B.list_images(args.images, args.limit)
-    if args.shard:
-        try:
-            k, n = (int(v) for v in args.shard.split("/"))
-            assert 0 <= k < n
-        except (ValueError, AssertionError):
-            ap.error(f"--shard must look like 0/2, got {args.shard!r}")
-        files = files[k::n]
+    files = B.shard(B.list_images(args.images, args.limit), args.shard, ap)
     cache = B.load_cache(args.baselines_cache)
     tag = args.tag or time.strftime("%Y%m%d-%H%M%S")
     out_dir = Path(args.out_dir)

@@ -420,17 +420,10 @@ def run_benchmark(files, *, scales=(2, 4), bpp: float = 1.0, preset: str | None 
 
 def merge(paths, tag: str, out_dir: Path) -> dict:
     """Combine upscale-*.json files (e.g. shards of one run) into upscale-<tag>.json/.md."""
-    docs = [json.loads(Path(p).read_text()) for p in paths]
-    doc = dict(docs[0])
-    doc["tag"] = tag
-    doc["merged_from"] = [str(p) for p in paths]
-    doc["images"] = sorted({n for d in docs for n in d["images"]})
+    doc, docs = B.merge_docs(paths, tag)
     doc["scales"] = sorted({s for d in docs for s in d["scales"]})
-    doc["results"] = sorted((r for d in docs for r in d["results"]),
-                            key=lambda r: (r["image"], r["scale"]))
+    doc["results"].sort(key=lambda r: (r["image"], r["scale"]))
     doc["crop"] = next((d["crop"] for d in docs if d.get("crop")), None)
-    doc["complete"] = all(d.get("complete") for d in docs)
-    doc["elapsed_s"] = max(d.get("elapsed_s", 0) for d in docs)
     out_dir.mkdir(parents=True, exist_ok=True)
     B.write_json_atomic(out_dir / f"upscale-{tag}.json", doc)
     write_markdown(out_dir / f"upscale-{tag}.md", doc)
@@ -468,14 +461,7 @@ def main(argv=None) -> int:
         ap.error(f"--scales must be positive integers like 2,4, got {args.scales!r}")
     if not (args.bpp > 0):
         ap.error("--bpp must be positive")
-    files = B.list_images(args.images, args.limit)
-    if args.shard:
-        try:
-            k, n = (int(v) for v in args.shard.split("/"))
-            assert 0 <= k < n
-        except (ValueError, AssertionError):
-            ap.error(f"--shard must look like 0/2, got {args.shard!r}")
-        files = files[k::n]
+    files = B.shard(B.list_images(args.images, args.limit), args.shard, ap)
     run_benchmark(files, scales=scales, bpp=args.bpp, preset=args.preset, out_dir=args.out_dir,
                   tag=tag, recompute=args.recompute, crop_image=args.crop_image or None,
                   crop_zoom=args.crop_zoom, images_dir=args.images,

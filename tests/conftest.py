@@ -71,3 +71,27 @@ def encoded_grey(grey_image):
     data, stats = encode_stats(grey_image, budget=300, preset="fast", seed=0)
     return SimpleNamespace(image=grey_image, data=data, stats=stats, budget=300)
 
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("rd")``: a script of benchmarks/ as a module.
+
+    benchmarks/ is not a package and its scripts import their sibling
+    ``baselines.py``, so the folder is on ``sys.path`` for the session.
+    """
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(bench))
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"{name}_bench", bench / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    yield load
+    sys.path.remove(str(bench))

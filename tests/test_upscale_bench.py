@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,20 +13,11 @@ from PIL import Image
 import nncodec
 import nncodec.encoder
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 @pytest.fixture(scope="module")
-def upscale():
-    """The benchmark script as a module (benchmarks/ is not a package)."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("upscale_bench", BENCH / "upscale.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        yield mod
-    finally:
-        sys.path.remove(str(BENCH))
+def upscale(load_benchmark):
+    return load_benchmark("upscale")
 
 
 @pytest.fixture
