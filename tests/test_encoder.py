@@ -381,3 +381,73 @@ def test_estimates_agree_with_the_file(photo_crop, budget):
     decoded = nncodec.decode(data)
     mse = np.mean((decoded.astype(float) - photo_crop.astype(float)) ** 2)
     assert st.psnr == pytest.approx(10 * np.log10(255 ** 2 / mse), abs=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# Soft rounding of the latents in the noise phase.
+
+
+def test_soft_round_limits_and_derivative():
+    from nncodec.encoder import _soft_round
+
+    y = np.linspace(-3.2, 3.2, 1001).astype(np.float32)
+    # alpha -> 0: the identity; alpha large: rounding (away from the .5 steps).
+    s, ds = _soft_round(y, 1e-3)
+    assert np.allclose(s, y, atol=1e-4) and np.allclose(ds, 1.0, atol=1e-4)
+    s, _ = _soft_round(y, 60.0)
+    away = np.abs(y - np.floor(y) - 0.5) > 0.1
+    assert np.allclose(s[away], np.floor(y[away] + 0.5), atol=1e-4)
+    # Continuous at the integers (where floor jumps) and monotone.
+    for alpha in (3.0, 10.0):
+        e = 1e-4
+        k = np.arange(-3, 4).astype(np.float64)
+        lo, _ = _soft_round(k - e, alpha)
+        hi, _ = _soft_round(k + e, alpha)
+        assert np.allclose(lo, hi, atol=1e-3) and np.allclose(hi, k, atol=1e-3)
+        s, ds = _soft_round(y.astype(np.float64), alpha)
+        assert np.all(np.diff(s) >= 0)
+        yd = y.astype(np.float64)
+        fd = (_soft_round(yd + 1e-5, alpha)[0] - _soft_round(yd - 1e-5, alpha)[0]) / 2e-5
+        assert np.allclose(ds, fd, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 4.0])
+def test_soft_rounding_gradient_matches_finite_differences(images, alpha):
+    """The latent gradient of a noise-phase step is the derivative of the loss
+    mse(s(s(y) + u)) + lam * bits(s(y) + u) / pixels with the noise u held
+    fixed (alpha = 0: plain y + u)."""
+    import copy
+
+    img = images["rgb"]
+    h, w, c = img.shape
+    spec = encoder.choose_spec(w, h, c, 600)
+    tr = encoder.Trainer(spec, img, seed=3)
+    rng = np.random.default_rng(1)
+    tr.lat[:] = rng.normal(0.0, 1.5, tr.lat.size).astype(np.float32)
+    sel = tr.sample(1.0)
+    lam = 0.02
+    state = copy.deepcopy(tr.rng)
+
+    def loss(lat):
+        tr.lat[:] = lat
+        tr.rng = copy.deepcopy(state)
+        mse, bits, _, glat, _ = tr.gradients(sel, lam, False, None, alpha)
+        return mse + lam * bits / (h * w), glat
+
+    lat0 = tr.lat.astype(np.float64)
+    _, g = loss(lat0.astype(np.float32))
+    # Perturb a few latents one at a time (the rate is piecewise linear in
+    # each latent, so keep the steps small).
+    checked = 0
+    for i in rng.choice(tr.lat.size, 12, replace=False):
+        eps = 2e-3
+        lp = lat0.copy()
+        lp[i] += eps
+        lm = lat0.copy()
+        lm[i] -= eps
+        fd = (loss(lp.astype(np.float32))[0] - loss(lm.astype(np.float32))[0]) / (2 * eps)
+        if abs(fd) < 1e-7 and abs(g[i]) < 1e-7:
+            continue
+        assert g[i] == pytest.approx(fd, rel=0.05, abs=2e-6), i
+        checked += 1
+    assert checked >= 6

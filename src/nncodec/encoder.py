@@ -4,7 +4,8 @@ Pipeline (see README, "How it works"):
 
 1. :func:`choose_spec` picks grids and MLP size from the bits per pixel.
 2. :class:`Trainer` minimises ``MSE + lambda * bits / pixels`` with Adam:
-   first with uniform noise on the latents, then with straight-through
+   first with soft rounding plus uniform noise on the latents (the
+   temperature falls as training goes), then with straight-through
    rounding. ``lambda`` is steered during training so that the real coded
    size (measured with the range coder) lands just under the budget.
 3. :func:`_quantize_weights` picks each layer's step index by
@@ -74,6 +75,9 @@ RECOVERY_OVER = 1.05
 RECOVERY_ROUNDS = 3
 RECOVERY_FRACTION = 0.05
 RECOVERY_LR = 0.2
+#: Soft rounding of the latents in the noise phase: its temperature falls
+#: linearly from SOFT_T[0] to SOFT_T[1] (None: plain additive noise).
+SOFT_T = (0.5, 0.1)
 #: Peak Adam learning rates of the latents and of the MLP.
 LR_LAT = 2e-2
 LR_MLP = 1e-2
@@ -235,18 +239,45 @@ class Trainer:
         return starts + (self.rng.random(starts.size) * widths).astype(np.int64)
 
     def step(self, sel, lam: float, hard: bool, lr_lat: float, lr_mlp: float,
-             steps=None) -> tuple[float, float]:
+             steps=None, alpha: float = 0.0) -> tuple[float, float]:
         """One Adam step; returns (mse over the selection, estimated bits).
 
-        With ``steps = (weight_steps, bias_steps)`` the forward pass uses the
-        quantized network and the gradient updates the float one
+        See :meth:`gradients` for the arguments.
+        """
+        mse, bits, gtheta, glat, glogb = self.gradients(sel, lam, hard, steps, alpha)
+        self.opt_theta.step(self.theta, gtheta, lr_mlp)
+        if self.lat.size:
+            self.opt_lat.step(self.lat, glat, lr_lat)
+            if RATE_MODEL != "adaptive":  # the adaptive model has no scales to learn
+                self.opt_logb.step(self.logb.reshape(-1), glogb.reshape(-1), 1e-2)
+                np.clip(self.logb, math.log(0.02), math.log(200.0), out=self.logb)
+        return mse, bits
+
+    def gradients(self, sel, lam: float, hard: bool, steps=None, alpha: float = 0.0):
+        """Loss terms and gradients of one training step, without updating anything.
+
+        Returns ``(mse, bits, gtheta, glat, glogb)``: the mean squared error on
+        the pixels ``sel``, the rate model's bits, and the gradients of the
+        loss ``mse + lam * bits / pixels`` (pixels of the whole image).
+
+        Latents get uniform noise (``hard`` false), soft rounding plus noise
+        (``alpha`` > 0: the rate sees s(y) + u and the synthesis s(s(y) + u)),
+        or hard rounding with a straight-through gradient. With
+        ``steps = (weight_steps, bias_steps)`` the forward pass uses the
+        quantized network and the gradient goes to the float one
         (straight-through quantization-aware training).
         """
         theta = self.theta
         if steps is not None:
             theta = _quantize_theta(self.spec, self.theta, steps[0], steps[1])[1]
+        soft = not hard and alpha > 0.0 and self.lat.size
         if hard:
             yhat = np.floor(self.lat + 0.5).astype(np.float32)
+        elif soft:
+            # Soft rounding: the rate sees s(y) + u, the synthesis s(s(y) + u).
+            ys, dys = _soft_round(self.lat, alpha)
+            ynoisy = ys + self.rng.uniform(-0.5, 0.5, self.lat.size).astype(np.float32)
+            yhat, dyhat = _soft_round(ynoisy, alpha)
         else:
             yhat = self.lat + self.rng.uniform(-0.5, 0.5, self.lat.size).astype(np.float32)
         ntiles = (sel.size + TILE - 1) // TILE
@@ -260,6 +291,8 @@ class Trainer:
         gtheta = gbuf.sum(axis=0)
         glat = np.zeros(self.lat.size, np.float64)
         latent_grad(dfeat, sel, t, self.offsets, self.dims, self.w, glat)
+        if soft:
+            glat *= dyhat
         glogb = np.zeros_like(self.logb)
         bits = 0.0
         if self.lat.size:
@@ -267,7 +300,7 @@ class Trainer:
             # an integer its straight-through gradient would vanish and let
             # small latents escape zero, and at the bare continuous latents
             # the pull to zero changes abruptly and empties the budget.
-            yrate = yhat
+            yrate = ynoisy if soft else yhat
             if hard:
                 yrate = self.lat + self.rng.uniform(-0.5, 0.5, self.lat.size).astype(np.float32)
             if RATE_MODEL == "adaptive":
@@ -277,14 +310,10 @@ class Trainer:
             else:
                 bits = _rate(yrate, self.offsets, self.dims, self.logb, glat, glogb,
                              lam / (self.h * self.w))
-        self.opt_theta.step(self.theta, gtheta, lr_mlp)
-        if self.lat.size:
-            self.opt_lat.step(self.lat, glat, lr_lat)
-            if RATE_MODEL != "adaptive":  # the adaptive model has no scales to learn
-                self.opt_logb.step(self.logb.reshape(-1), glogb.reshape(-1), 1e-2)
-                np.clip(self.logb, math.log(0.02), math.log(200.0), out=self.logb)
+            if soft:
+                glat *= dys
         mse = lbuf.sum() / (sel.size * self.c)
-        return float(mse), float(bits)
+        return float(mse), float(bits), gtheta, glat, glogb
 
 
     def rate_at_rounded(self) -> float:
@@ -301,6 +330,20 @@ class Trainer:
 
 # ---------------------------------------------------------------------------
 # Quantization and packing.
+
+
+def _soft_round(y: np.ndarray, alpha: float):
+    """Soft rounding s(y) (Agustsson and Theis 2020) and its derivative.
+
+    s(y) = m + 1/2 + tanh(alpha r) / (2 tanh(alpha / 2)), with m = floor(y) and
+    r = y - m - 1/2: the identity as alpha -> 0, rounding as alpha -> inf.
+    """
+    m = np.floor(y)
+    t = np.tanh(alpha * (y - m - 0.5))
+    k = 0.5 / math.tanh(0.5 * alpha)
+    s = (m + 0.5 + k * t).astype(y.dtype, copy=False)
+    ds = (alpha * k * (1.0 - t * t)).astype(y.dtype, copy=False)
+    return s, ds
 
 
 def _default_steps(spec: ModelSpec, theta: np.ndarray) -> tuple[list[int], list[int]]:
@@ -523,7 +566,11 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
             # the rate controller sees a realistic size for the weights.
             est_steps = _quantize_weights(spec, tr.theta, tr.lat, img, lam, metadata)
         sel = tr.sample(cfg.sample_fraction)
-        mse, bits = tr.step(sel, lam, hard, LR_LAT * decay, LR_MLP * decay, qsteps)
+        alpha = 0.0
+        if SOFT_T and not hard:
+            tf = it / max(1, n_steps - n_hard)
+            alpha = 1.0 / (SOFT_T[0] + (SOFT_T[1] - SOFT_T[0]) * tf)
+        mse, bits = tr.step(sel, lam, hard, LR_LAT * decay, LR_MLP * decay, qsteps, alpha)
         if hard and it >= n_steps - max(1, n_hard // 2):
             tail.append(mse)
         if it % check_every == check_every - 1 and it < n_steps - check_every:
