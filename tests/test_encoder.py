@@ -241,9 +241,13 @@ def test_progress_callback(images, model):
     assert {"psnr", "bytes"} <= set(calls[-1][2])
 
 
-def test_progress_info_renders_without_changing_the_bytes(images):
+def test_progress_info_renders_without_changing_the_bytes(images, monkeypatch):
     """The info object names the stage and renders the live model; rendering is read-only."""
+    import dataclasses
+
     img = images["grey"]
+    monkeypatch.setitem(encoder.PRESETS, "fast",
+                        dataclasses.replace(encoder.PRESETS["fast"], ste_fraction=0.15))
     reports = []
 
     def progress(step, total, info):

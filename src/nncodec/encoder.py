@@ -44,9 +44,9 @@ class Preset:
 
 
 PRESETS = {
-    "fast": Preset(steps=1000, sample_fraction=1 / 16, ste_fraction=0.15),
-    "default": Preset(steps=1500, sample_fraction=1 / 8, ste_fraction=0.15),
-    "slow": Preset(steps=4000, sample_fraction=1 / 8, ste_fraction=0.15),
+    "fast": Preset(steps=1000, sample_fraction=1 / 16, ste_fraction=0.08),
+    "default": Preset(steps=1500, sample_fraction=1 / 8, ste_fraction=0.08),
+    "slow": Preset(steps=4000, sample_fraction=1 / 8, ste_fraction=0.08),
 }
 
 #: Fraction of the budget the rate controller aims for during training; the
@@ -78,8 +78,12 @@ RECOVERY_LR = 0.2
 #: Soft rounding of the latents in the noise phase: its temperature falls
 #: linearly from SOFT_T[0] to SOFT_T[1] (None: plain additive noise).
 SOFT_T = (0.5, 0.1)
+#: In the second half of the hard-rounding phase, every SNAPSHOT_EVERY steps
+#: (and at the last step) the encoder scores the model on the whole image
+#: and keeps the best state (0: keep the last one).
+SNAPSHOT_EVERY = 4
 #: Peak Adam learning rates of the latents and of the MLP.
-LR_LAT = 2e-2
+LR_LAT = 3e-2
 LR_MLP = 1e-2
 
 
@@ -462,6 +466,17 @@ def _fit(spec, theta, latf, ws, bs, budget, metadata, img):
     return best[1]
 
 
+def _snapshot_cost(spec, tr, steps, img, lam, metadata) -> float:
+    """Training loss of the quantized model on the whole image: MSE of the
+    decoded pixels plus ``lam`` times the file's bits per pixel."""
+    h, w = img.shape[:2]
+    q, deq = _quantize_theta(spec, tr.theta, steps[0], steps[1])
+    latq = np.floor(tr.lat + 0.5).astype(np.int64)
+    out = render(spec, deq, latq.astype(np.float32), w, h)
+    nbytes = len(_file(spec, q, steps[0], steps[1], latq, metadata))
+    return _mse01(out.reshape(img.shape), img) + lam * nbytes * 8.0 / (h * w)
+
+
 def _latent_bytes(spec: ModelSpec, wq: np.ndarray, latq: np.ndarray) -> int:
     """Coded size of latents ``latq``: the payload with them minus without them."""
     groups = spec.group_sizes()
@@ -552,7 +567,8 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
     history = []
     check_every = 25
     qsteps = est_steps = None
-    tail = []  # (mse, bits) of the last hard-rounding steps
+    tail = []  # mse of the last hard-rounding steps
+    best_state = None  # (cost, theta, lat) of the best snapshot
     for it in range(n_steps):
         frac = it / max(1, n_steps)
         # Cosine decay to 5% of the peak learning rate.
@@ -573,6 +589,13 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
         mse, bits = tr.step(sel, lam, hard, LR_LAT * decay, LR_MLP * decay, qsteps, alpha)
         if hard and it >= n_steps - max(1, n_hard // 2):
             tail.append(mse)
+            if SNAPSHOT_EVERY and ((n_steps - 1 - it) % SNAPSHOT_EVERY == 0):
+                # Hard-rounded latents sit near their rounding boundaries, so
+                # single steps move the decoded error by tenths of a dB: keep
+                # the state with the lowest D + lambda R on the whole image.
+                cost = _snapshot_cost(spec, tr, qsteps, img, lam, metadata)
+                if best_state is None or cost < best_state[0]:
+                    best_state = (cost, tr.theta.copy(), tr.lat.copy())
         if it % check_every == check_every - 1 and it < n_steps - check_every:
             ws, bs = qsteps or est_steps or _default_steps(spec, tr.theta)
             q, _ = _quantize_theta(spec, tr.theta, ws, bs)
@@ -599,6 +622,9 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
                     it + 1, n_steps, "ste" if hard else "noise",
                     10 * math.log10(1 / max(mse, 1e-12)), size, lam,
                     (spec, tr.theta, tr.lat, w, h)))
+    if best_state is not None:
+        tr.theta[:] = best_state[1]
+        tr.lat[:] = best_state[2]
     ws, bs = qsteps if qsteps is not None else _quantize_weights(spec, tr.theta, tr.lat, img,
                                                                  lam, metadata)
 
