@@ -455,3 +455,34 @@ def test_soft_rounding_gradient_matches_finite_differences(images, alpha):
         assert g[i] == pytest.approx(fd, rel=0.05, abs=2e-6), i
         checked += 1
     assert checked >= 6
+
+
+def test_the_best_hard_phase_snapshot_is_kept(images, monkeypatch):
+    """The state handed to the final fit is the snapshot with the lowest
+    whole-image cost, not simply the last training state."""
+    scored, fitted = [], []
+    cost = encoder._snapshot_cost
+    fit = encoder._fit
+
+    def record_cost(spec, tr, steps, img, lam, metadata):
+        c = cost(spec, tr, steps, img, lam, metadata)
+        if not scored:
+            c -= 1.0  # make the first snapshot the best, so it is not the last state
+        scored.append((c, tr.theta.copy(), tr.lat.copy()))
+        return c
+
+    def record_fit(spec, theta, latf, *args):
+        fitted.append((theta.copy(), latf.copy()))
+        return fit(spec, theta, latf, *args)
+
+    monkeypatch.setattr(encoder, "_snapshot_cost", record_cost)
+    monkeypatch.setattr(encoder, "_fit", record_fit)
+    monkeypatch.setattr(encoder, "RECOVERY_OVER", 1e9)  # no recovery rounds after the choice
+    data, st = encode_stats(images["rgb"], budget=600, preset="fast", steps=400)
+    assert len(data) <= 600
+    assert len(scored) >= 4
+    first, last = scored[0], scored[-1]
+    assert not np.array_equal(first[1], last[1])
+    assert np.array_equal(fitted[0][0], first[1]) and np.array_equal(fitted[0][1], first[2])
+    # The real cost: the MSE of the decoded model plus lambda * bits per pixel.
+    assert 0.0 < last[0] < 1.0 and len({s[0] for s in scored[1:]}) > 1

@@ -6,7 +6,8 @@ Pipeline (see README, "How it works"):
 2. :class:`Trainer` minimises ``MSE + lambda * bits / pixels`` with Adam:
    first with soft rounding plus uniform noise on the latents (the
    temperature falls as training goes), then with straight-through
-   rounding. ``lambda`` is steered during training so that the real coded
+   rounding; the best hard-rounded state seen on the whole image is kept.
+   ``lambda`` is steered during training so that the real coded
    size (measured with the range coder) lands just under the budget.
 3. :func:`_quantize_weights` picks each layer's step index by
    rate-distortion search on the real decoded image.
