@@ -390,17 +390,24 @@ def _mse01(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) / 255.0 ** 2
 
 
+def _rd_cost(spec, theta, latq, ws, bs, img, lam, metadata) -> float:
+    """The training loss on the whole image, as decoded: MSE of the pixels of
+    the model quantized with steps ``ws, bs`` and latents ``latq``, plus
+    ``lam`` times the file's bits per pixel."""
+    h, w = img.shape[:2]
+    q, deq = _quantize_theta(spec, theta, ws, bs)
+    out = render(spec, deq, latq.astype(np.float32), w, h)
+    nbytes = len(_file(spec, q, ws, bs, latq, metadata))
+    return _mse01(out.reshape(img.shape), img) + lam * nbytes * 8.0 / (h * w)
+
+
 def _quantize_weights(spec, theta, latf, img, lam, metadata):
     """Choose per-layer weight and bias steps by rate-distortion search."""
-    h, w = img.shape[:2]
     ws, bs = _default_steps(spec, theta)
     latq = np.floor(latf + 0.5).astype(np.int64)
 
     def cost(ws_, bs_):
-        q, deq = _quantize_theta(spec, theta, ws_, bs_)
-        out = render(spec, deq, latq.astype(np.float32), w, h)
-        nbytes = len(_file(spec, q, ws_, bs_, latq, metadata))
-        return _mse01(out.reshape(img.shape), img) + lam * nbytes * 8.0 / (h * w)
+        return _rd_cost(spec, theta, latq, ws_, bs_, img, lam, metadata)
 
     best = cost(ws, bs)
     for k in range(len(ws)):
@@ -468,14 +475,9 @@ def _fit(spec, theta, latf, ws, bs, budget, metadata, img):
 
 
 def _snapshot_cost(spec, tr, steps, img, lam, metadata) -> float:
-    """Training loss of the quantized model on the whole image: MSE of the
-    decoded pixels plus ``lam`` times the file's bits per pixel."""
-    h, w = img.shape[:2]
-    q, deq = _quantize_theta(spec, tr.theta, steps[0], steps[1])
+    """:func:`_rd_cost` of the trainer's current state with weight steps ``steps``."""
     latq = np.floor(tr.lat + 0.5).astype(np.int64)
-    out = render(spec, deq, latq.astype(np.float32), w, h)
-    nbytes = len(_file(spec, q, steps[0], steps[1], latq, metadata))
-    return _mse01(out.reshape(img.shape), img) + lam * nbytes * 8.0 / (h * w)
+    return _rd_cost(spec, tr.theta, latq, steps[0], steps[1], img, lam, metadata)
 
 
 def _latent_bytes(spec: ModelSpec, wq: np.ndarray, latq: np.ndarray) -> int:
