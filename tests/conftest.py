@@ -72,7 +72,6 @@ def encoded_grey(grey_image):
     return SimpleNamespace(image=grey_image, data=data, stats=stats, budget=300)
 
 
-
 @pytest.fixture(scope="session")
 def load_benchmark():
     """``load_benchmark("rd")``: a script of benchmarks/ as a module.

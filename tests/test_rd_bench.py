@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
-
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import nncodec
 import nncodec.encoder
 
 
-
 @pytest.fixture(scope="module")
 def upscale(load_benchmark):
     return load_benchmark("upscale")
