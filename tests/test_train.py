@@ -584,6 +584,27 @@ def test_rate_adaptive_at_integers_is_the_coded_size(scale):
     assert coded - 6 <= bits / 8 <= coded + 1
 
 
+def test_pair_bits_equals_two_value_bits_calls():
+    """The one-walk pair of costs is bit-identical to two separate walks, for
+    every magnitude class, across the unary part and into the escape."""
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        probs = rng.integers(1, entropy.PROB_ONE, (entropy.LCTX, 2)).astype(np.int64)
+        before = probs.copy()
+        zc, sctx, mc = int(rng.integers(8)), int(rng.integers(9)), int(rng.integers(3))
+        for f in range(-entropy.LAT_UNARY - 40, entropy.LAT_UNARY + 40):
+            pair = train._pair_bits(probs, zc, sctx, mc, f)
+            assert pair == (train._value_bits(probs, zc, sctx, mc, f, False),
+                            train._value_bits(probs, zc, sctx, mc, f + 1, False)), f
+        np.testing.assert_array_equal(probs, before)
+        for v in (-20, -3, 0, 1, 15, 40):
+            adapted = probs.copy()
+            train._adapt_value(adapted, zc, sctx, mc, v)
+            reference = probs.copy()
+            train._value_bits(reference, zc, sctx, mc, v, True)
+            np.testing.assert_array_equal(adapted, reference)
+
+
 def test_rate_adaptive_gradient_is_the_slope_between_integers():
     """Contexts come from q, so inside a bin the total is linear in each
     latent: central differences equal the gradient, which is the cost of

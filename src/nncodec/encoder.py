@@ -17,12 +17,14 @@ Pipeline (see README, "How it works"):
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import math
 import time
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from . import format as fmt
@@ -285,6 +287,23 @@ class Trainer:
             yhat, dyhat = _soft_round(ynoisy, alpha)
         else:
             yhat = self.lat + self.rng.uniform(-0.5, 0.5, self.lat.size).astype(np.float32)
+        rate_job = None
+        if self.lat.size:
+            # With hard rounding the rate is still taken at noisy latents: at
+            # an integer its straight-through gradient would vanish and let
+            # small latents escape zero, and at the bare continuous latents
+            # the pull to zero changes abruptly and empties the budget.
+            yrate = ynoisy if soft else yhat
+            if hard:
+                yrate = self.lat + self.rng.uniform(-0.5, 0.5, self.lat.size).astype(np.float32)
+            if RATE_MODEL == "adaptive":
+                # The adaptive rate is one serial pass per grid; it runs beside
+                # the synthesis kernels and writes its own gradient, added
+                # after them (the sum is the same as adding in place).
+                q = np.floor(self.lat + 0.5).astype(np.int64)
+                grate = np.zeros(self.lat.size, np.float64)
+                rate_job = _beside(_rate_adaptive, yrate, q, self.offsets, self.dims, grate,
+                                   lam / (self.h * self.w))
         ntiles = (sel.size + TILE - 1) // TILE
         gbuf = np.zeros((ntiles, self.theta.size), np.float64)
         lbuf = np.zeros(ntiles, np.float64)
@@ -300,23 +319,14 @@ class Trainer:
             glat *= dyhat
         glogb = np.zeros_like(self.logb)
         bits = 0.0
-        if self.lat.size:
-            # With hard rounding the rate is still taken at noisy latents: at
-            # an integer its straight-through gradient would vanish and let
-            # small latents escape zero, and at the bare continuous latents
-            # the pull to zero changes abruptly and empties the budget.
-            yrate = ynoisy if soft else yhat
-            if hard:
-                yrate = self.lat + self.rng.uniform(-0.5, 0.5, self.lat.size).astype(np.float32)
-            if RATE_MODEL == "adaptive":
-                q = np.floor(self.lat + 0.5).astype(np.int64)
-                bits = _rate_adaptive(yrate, q, self.offsets, self.dims, glat,
-                                    lam / (self.h * self.w))
-            else:
-                bits = _rate(yrate, self.offsets, self.dims, self.logb, glat, glogb,
-                             lam / (self.h * self.w))
-            if soft:
-                glat *= dys
+        if rate_job is not None:
+            bits = rate_job.result()
+            glat += grate
+        elif self.lat.size:
+            bits = _rate(yrate, self.offsets, self.dims, self.logb, glat, glogb,
+                         lam / (self.h * self.w))
+        if soft:
+            glat *= dys
         mse = lbuf.sum() / (sel.size * self.c)
         return float(mse), float(bits), gtheta, glat, glogb
 
@@ -331,6 +341,36 @@ class Trainer:
                                       np.zeros(self.lat.size), 0.0))
         return float(_rate(yq, self.offsets, self.dims, self.logb, np.zeros(self.lat.size),
                            np.zeros_like(self.logb), 0.0))
+
+
+class _Done:
+    """The result of a call that already ran (the interface of a future)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+_side = None
+
+
+def _beside(fn, *args):
+    """Start ``fn(*args)`` (a serial, GIL-free kernel) next to the caller's work.
+
+    With more than one numba thread the call runs on a side thread while the
+    caller launches the parallel kernels; with one thread it runs at once, so
+    a one-thread encode uses one core. The call writes only its own outputs,
+    so results are the same either way. Returns an object whose
+    ``result()`` waits for the value.
+    """
+    global _side
+    if numba.get_num_threads() < 2:
+        return _Done(fn(*args))
+    if _side is None:
+        _side = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nncodec-rate")
+    return _side.submit(fn, *args)
 
 
 # ---------------------------------------------------------------------------

@@ -334,11 +334,17 @@ def _rate(yhat, offsets, dims, logb, glat, glogb, weight):
 # ``floor(y) + 1``, which gives the gradient.
 
 
+#: -log2(p / PROB_ONE) for every 15-bit probability p, so that the rate model
+#: looks costs up instead of calling log2 several times per latent (the values
+#: are those of ``math.log2``; index 0 is never used).
+_NEG_LOG2 = np.array([0.0] + [-math.log2(p / PROB_ONE) for p in range(1, PROB_ONE + 1)])
+
+
 @njit
 def _bit_cost(probs, ctx, bit):
     p0 = (probs[ctx, 0] + probs[ctx, 1]) >> 1
     p = p0 if bit == 0 else PROB_ONE - p0
-    return -math.log2(p / PROB_ONE)
+    return _NEG_LOG2[p]
 
 
 @njit
@@ -376,26 +382,85 @@ def _value_bits(probs, zc, sctx, mc, v, update):
             break
         k += 1
     if m > LAT_UNARY:
-        v1 = m - LAT_UNARY
-        nb = 0
-        while v1 > 1:
-            v1 >>= 1
-            nb += 1
-        bits += 2 * nb + 1
+        bits += _escape_bits(m)
     return bits
 
 
-@pjit
+@njit
+def _escape_bits(m):
+    """Bypass bits of the exp-Golomb escape of magnitude ``m > LAT_UNARY``."""
+    v1 = m - LAT_UNARY
+    nb = 0
+    while v1 > 1:
+        v1 >>= 1
+        nb += 1
+    return 2 * nb + 1
+
+
+@njit
+def _pair_bits(probs, zc, sctx, mc, f):
+    """``(_value_bits(f), _value_bits(f + 1))`` without adapting, in one walk.
+
+    The two values share their zero flag, sign and leading magnitude bins;
+    each total is summed in the same order as :func:`_value_bits` sums it, so
+    the results are identical to two separate calls.
+    """
+    if f == 0 or f == -1:
+        return (_value_bits(probs, zc, sctx, mc, f, False),
+                _value_bits(probs, zc, sctx, mc, f + 1, False))
+    # Same sign: magnitudes a and a + 1 (f has a if positive, a + 1 if negative).
+    neg = 1 if f < 0 else 0
+    a = f if f > 0 else -f - 1
+    acc = _bit_cost(probs, L_ZERO + zc, 1) + _bit_cost(probs, L_SIGN + sctx, neg)
+    k = 1
+    while k < a and k <= LAT_UNARY:
+        acc += _bit_cost(probs, L_MAG + (k - 1) * 3 + mc, 1)
+        k += 1
+    if a <= LAT_UNARY:
+        ca = acc + _bit_cost(probs, L_MAG + (a - 1) * 3 + mc, 0)
+        acc += _bit_cost(probs, L_MAG + (a - 1) * 3 + mc, 1)
+        if a + 1 <= LAT_UNARY:
+            cb = acc + _bit_cost(probs, L_MAG + a * 3 + mc, 0)
+        else:
+            cb = acc + _escape_bits(a + 1)
+    else:
+        ca = acc + _escape_bits(a)
+        cb = acc + _escape_bits(a + 1)
+    if neg:
+        return cb, ca
+    return ca, cb
+
+
+@njit
+def _adapt_value(probs, zc, sctx, mc, v):
+    """Adapt ``probs`` along the bins of ``v``, as coding it would."""
+    if v == 0:
+        _adapt(probs, L_ZERO + zc, 0)
+        return
+    _adapt(probs, L_ZERO + zc, 1)
+    _adapt(probs, L_SIGN + sctx, 1 if v < 0 else 0)
+    m = abs(v)
+    k = 1
+    while k <= LAT_UNARY:
+        more = 1 if m > k else 0
+        _adapt(probs, L_MAG + (k - 1) * 3 + mc, more)
+        if more == 0:
+            break
+        k += 1
+
+
+@njit
 def _rate_adaptive(yhat, q, offsets, dims, glat, weight):
     """Rate of ``yhat`` under the coder's adaptive probabilities along ``q``.
 
-    Adds ``weight * d bits / d y`` into ``glat``; returns total bits. One
-    parallel iteration per grid (grids have separate contexts); grid totals
-    summed in order.
+    Adds ``weight * d bits / d y`` into ``glat``; returns total bits. Serial
+    (the adaptation is a chain through each grid, and the finest grid holds
+    three quarters of the latents), with no GIL: the encoder runs it beside
+    the parallel synthesis kernels. Grid totals are summed in order.
     """
     L = dims.shape[0]
     lev_bits = np.zeros(L, np.float64)
-    for lev in prange(L):
+    for lev in range(L):
         hk = dims[lev, 0]
         wk = dims[lev, 1]
         off = offsets[lev]
@@ -419,12 +484,19 @@ def _rate_adaptive(yhat, q, offsets, dims, glat, weight):
                 n = off + i * wk + j
                 y = np.float64(yhat[n])
                 f = np.int64(math.floor(y))
-                b0 = _value_bits(probs, zc, sctx, mc, f, False)
-                b1 = _value_bits(probs, zc, sctx, mc, f + 1, False)
+                b0, b1 = _pair_bits(probs, zc, sctx, mc, f)
                 acc += b0 + (y - f) * (b1 - b0)
                 glat[n] += weight * (b1 - b0)
-                c = _value_bits(probs, zc, sctx, mc, qg[i, j], True)
-                tail = 0.0 if qg[i, j] != 0 else tail + c
+                v = qg[i, j]
+                if v != 0:
+                    tail = 0.0
+                elif f == 0:
+                    tail += b0
+                elif f == -1:
+                    tail += b1
+                else:
+                    tail += _value_bits(probs, zc, sctx, mc, 0, False)
+                _adapt_value(probs, zc, sctx, mc, v)
         # Grid 0 is coded last: the zeros after its last nonzero latent leave
         # the coder's state unchanged and cost no bytes (trailing zero bytes
         # are not stored).
