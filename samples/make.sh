@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate the sample files. The .nni files are decoder test vectors: once
 # released they must keep decoding to the stored PNGs (tests/test_samples.py);
-# regenerate them only together with a format version change.
+# regenerate them only together with a format version change, after moving
+# the old ones to tests/vectors/ (vN-<name>) so that they stay tested.
 set -euo pipefail
 cd "$(dirname "$0")"
 nncodec encode kodim23-384x256.png -o kodim23-1kb.nni --budget 1kb

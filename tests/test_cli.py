@@ -13,6 +13,7 @@ from PIL import Image
 
 import nncodec
 from nncodec.cli import main
+from nncodec import format as fmt
 
 
 class FakeStream:
@@ -345,7 +346,7 @@ def test_info(nni, encoded_rgb, capsys):
     assert lines["width"] == "64" and lines["height"] == "48"
     assert lines["channels"] == "3"
     assert lines["file_bytes"] == str(len(encoded_rgb.data))
-    assert lines["format_version"] == "1"
+    assert lines["format_version"] == str(fmt.FORMAT_VERSION)
 
 
 def test_info_stdin(encoded_grey, monkeypatch):

@@ -25,7 +25,8 @@ def with_crc(body: bytes) -> bytes:
     return body + zlib.crc32(body).to_bytes(4, "little")
 
 
-def handmade(fields: list[tuple[int, int]], rest: bytes = b"", version: int = 1) -> bytes:
+def handmade(fields: list[tuple[int, int]], rest: bytes = b"",
+             version: int = fmt.FORMAT_VERSION) -> bytes:
     """A file written from the documented layout: magic, version, MSB-first bit fields."""
     acc, nbits = 0, 0
     for bits, value in fields:
@@ -253,15 +254,15 @@ def test_accepts_bytearray_and_memoryview():
 
 
 @pytest.mark.parametrize("recompute_crc", [False, True])
-def test_version_2_raises_version_error(encoded_rgb, recompute_crc):
+def test_next_version_raises_version_error(encoded_rgb, recompute_crc):
     data = bytearray(encoded_rgb.data)
-    data[4] = 2
+    data[4] = fmt.FORMAT_VERSION + 1
     if recompute_crc:
         data = bytearray(with_crc(bytes(data[:-4])))
     for fn in (fmt.unpack, nncodec.info, nncodec.decode):
         with pytest.raises(VersionError) as e:
             fn(bytes(data))
-        assert "version 2" in str(e.value)
+        assert f"version {fmt.FORMAT_VERSION + 1}" in str(e.value)
 
 
 def test_version_0_raises_version_error(encoded_rgb):
@@ -269,10 +270,18 @@ def test_version_0_raises_version_error(encoded_rgb):
     data[4] = 0
     with pytest.raises(VersionError) as e:
         nncodec.decode(with_crc(bytes(data[:-4])))
-    assert "version 0" in str(e.value) and f"reads version {fmt.FORMAT_VERSION}" in str(e.value)
+    assert "version 0" in str(e.value) and "reads versions 1 to 2" in str(e.value)
 
 
-@pytest.mark.parametrize("version", [2, 7, 255])
+def test_every_readable_version_is_listed():
+    assert fmt.READ_VERSIONS == tuple(range(1, fmt.FORMAT_VERSION + 1))
+    from nncodec import entropy
+
+    assert entropy.CODER_VERSION == fmt.FORMAT_VERSION
+    assert sorted(entropy.ADAPTATION) == list(fmt.READ_VERSIONS)
+
+
+@pytest.mark.parametrize("version", [3, 7, 255])
 def test_future_version_names_needed_and_supported_versions(encoded_rgb, tmp_path, capsys,
                                                             version):
     """A file from a later format: the message says what it needs and what this build reads."""
@@ -286,7 +295,7 @@ def test_future_version_names_needed_and_supported_versions(encoded_rgb, tmp_pat
             fn(data)
         msg = str(e.value)
         assert f"format version {version}" in msg
-        assert f"reads version {fmt.FORMAT_VERSION}" in msg
+        assert "reads versions 1 to 2" in msg
     src = tmp_path / "future.nni"
     src.write_bytes(data)
     for args in (["info", str(src)], ["decode", str(src), "-o", str(tmp_path / "o.png")]):

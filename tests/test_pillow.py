@@ -103,7 +103,7 @@ def _variants(data: bytes) -> dict[str, bytes]:
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0x01
     newer = bytearray(data)
-    newer[4] = 2
+    newer[4] = fmt.FORMAT_VERSION + 1
     return {"corrupted": bytes(flipped), "truncated": data[:12], "magic only": fmt.MAGIC,
             "newer version": bytes(newer), "not nni": b"plain bytes, no image format " + data[6:]}
 

@@ -11,20 +11,25 @@ from PIL import Image
 import nncodec
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+VECTORS = Path(__file__).resolve().parent / "vectors"
 
-# (file, output size or None for 1x, stored render)
+# (file, output size or None for 1x, stored render). The samples are files of
+# the current format version; tests/vectors keeps files of earlier versions,
+# which every later decoder must go on decoding the same way.
 CASES = [
-    ("kodim23-1kb.nni", None, "kodim23-1kb.decoded.png"),
-    ("kodim23-1kb.nni", 2.0, "kodim23-1kb.x2.png"),
-    ("kodim03-grey-400b.nni", None, "kodim03-grey-400b.decoded.png"),
+    (SAMPLES / "kodim23-1kb.nni", None, SAMPLES / "kodim23-1kb.decoded.png"),
+    (SAMPLES / "kodim23-1kb.nni", 2.0, SAMPLES / "kodim23-1kb.x2.png"),
+    (SAMPLES / "kodim03-grey-400b.nni", None, SAMPLES / "kodim03-grey-400b.decoded.png"),
+    (VECTORS / "v1-kodim23-1kb.nni", None, VECTORS / "v1-kodim23-1kb.decoded.png"),
+    (VECTORS / "v1-kodim03-grey-400b.nni", None, VECTORS / "v1-kodim03-grey-400b.decoded.png"),
 ]
 
 
-@pytest.mark.parametrize("nni,scale,png", CASES)
+@pytest.mark.parametrize("nni,scale,png", CASES, ids=lambda v: getattr(v, "name", str(v)))
 def test_sample_decodes_to_stored_png(nni, scale, png):
-    data = (SAMPLES / nni).read_bytes()
+    data = nni.read_bytes()
     out = nncodec.decode(data, scale=scale)
-    with Image.open(SAMPLES / png) as im:
+    with Image.open(png) as im:
         ref = np.asarray(im)
     assert out.shape == ref.shape
     # Rendering is float: allow 1 LSB on a few samples across platforms.
@@ -33,12 +38,24 @@ def test_sample_decodes_to_stored_png(nni, scale, png):
     assert np.count_nonzero(diff) <= max(1, diff.size // 1000)
 
 
+def test_vectors_cover_every_readable_version():
+    from nncodec import format as fmt
+
+    versions = {nncodec.info(p.read_bytes())["format_version"]
+                for p, _, _ in CASES}
+    assert versions == set(fmt.READ_VERSIONS)
+    assert {nncodec.info(p.read_bytes())["format_version"]
+            for p in SAMPLES.glob("*.nni")} == {fmt.FORMAT_VERSION}
+
+
 @pytest.mark.parametrize("nni,source,budget", [
-    ("kodim23-1kb.nni", "kodim23-384x256.png", 1024),
-    ("kodim03-grey-400b.nni", "kodim03-grey-192x128.png", 400),
-])
+    (SAMPLES / "kodim23-1kb.nni", "kodim23-384x256.png", 1024),
+    (SAMPLES / "kodim03-grey-400b.nni", "kodim03-grey-192x128.png", 400),
+    (VECTORS / "v1-kodim23-1kb.nni", "kodim23-384x256.png", 1024),
+    (VECTORS / "v1-kodim03-grey-400b.nni", "kodim03-grey-192x128.png", 400),
+], ids=lambda v: getattr(v, "name", str(v)))
 def test_sample_within_budget_and_close_to_source(nni, source, budget):
-    data = (SAMPLES / nni).read_bytes()
+    data = nni.read_bytes()
     assert len(data) <= budget
     with Image.open(SAMPLES / source) as im:
         src = np.asarray(im).astype(float)

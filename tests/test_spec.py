@@ -31,15 +31,17 @@ FIELD_COLUMNS = ["field", "bits", "range", "meaning"]
 class SpecDecoder:
     """Decode a payload as decoding.md sections 3.1-3.7 say, one bin at a time."""
 
-    def __init__(self, payload: bytes):
+    def __init__(self, payload: bytes, version: int = 2):
         self.payload = payload
+        # Section 3.2: initial count and target rates by format version.
+        self.count0, self.rate_fast, self.rate_slow = {1: (255, 4, 7), 2: (0, 3, 7)}[version]
         self.pos = 0
         self.reads = 0  # calls of next_byte
         self.code = 0
         self.range = 0xFFFFFFFF
         for _ in range(4):
             self.code = (self.code << 8) | self.next_byte()
-        self.P = {}  # context -> [fast, slow]
+        self.P = {}  # context -> [fast, slow, count]
         self.trace = []  # (what, ctx, p, bound, bit, range after, code after)
 
     def next_byte(self) -> int:
@@ -54,17 +56,20 @@ class SpecDecoder:
             self.code = ((self.code << 8) | self.next_byte()) & 0xFFFFFFFF
 
     def bit(self, c: int, what: str) -> int:
-        fast, slow = self.P.setdefault(c, [16384, 16384])
+        fast, slow, n = self.P.setdefault(c, [16384, 16384, self.count0])
         p = (fast + slow) >> 1
         bound = (self.range >> 15) * p
+        w = (n + 1).bit_length()
+        rf, rs = min(w, self.rate_fast), min(w, self.rate_slow)
+        n = min(n + 1, 255)
         if self.code < bound:
             self.range = bound
-            self.P[c] = [fast + ((32768 - fast) >> 4), slow + ((32768 - slow) >> 7)]
+            self.P[c] = [fast + ((32768 - fast) >> rf), slow + ((32768 - slow) >> rs), n]
             bit = 0
         else:
             self.code -= bound
             self.range -= bound
-            self.P[c] = [fast - (fast >> 4), slow - (slow >> 7)]
+            self.P[c] = [fast - (fast >> rf), slow - (slow >> rs), n]
             bit = 1
         self.normalize()
         self.trace.append((what, c, p, bound, bit, self.range, self.code))
@@ -349,9 +354,11 @@ SPEC_DECODER_LAYOUTS = [
 ]
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("k", range(len(SPEC_DECODER_LAYOUTS)))
-def test_spec_decoder_matches_code(k):
-    """Section 3, followed literally, decodes what the reference encoder wrote."""
+def test_spec_decoder_matches_code(k, version):
+    """Section 3, followed literally, decodes what the reference encoder wrote,
+    in both format versions (they differ in the adaptation of section 3.2)."""
     from nncodec.entropy import decode_payload, encode_payload
 
     groups, dims = SPEC_DECODER_LAYOUTS[k]
@@ -363,14 +370,21 @@ def test_spec_decoder_matches_code(k):
     lat[rng.random(n_lat) < 0.4] = 0
     if n_lat:
         lat[0] = -25  # a latent escape
-    payload = encode_payload(wq, groups, lat, dims)
-    dec = SpecDecoder(payload)
+    payload = encode_payload(wq, groups, lat, dims, version)
+    dec = SpecDecoder(payload, version)
     params, grids = dec.decode(groups, dims)
     assert params == wq.tolist()
     flat = [v for g in grids for row in g for v in row]
     assert flat == lat.tolist()
-    _, _, err, consumed = decode_payload(payload, groups, dims)
+    _, _, err, consumed = decode_payload(payload, groups, dims, version)
     assert err == 0 and dec.reads == consumed
+    if dims:  # the versions code differently: the wrong one cannot decode it
+        wrong = SpecDecoder(payload, 3 - version)
+        try:
+            other = wrong.decode(groups, dims)
+        except AssertionError:
+            other = None  # an impossible escape
+        assert other != (params, grids)
 
 
 def test_step_table(format_md):
@@ -560,8 +574,12 @@ def test_decoding_trace_constants():
     from nncodec import entropy as e
 
     text = DECODING_MD.read_text(encoding="utf-8")
-    assert (e.PROB_BITS, e.RATE_FAST, e.RATE_SLOW, e.TOP) == (15, 4, 7, 1 << 24)
-    assert f"`RATE_FAST` = {e.RATE_FAST}, `RATE_SLOW` = {e.RATE_SLOW}" in text
+    assert (e.PROB_BITS, e.RATE_FAST, e.RATE_SLOW, e.TOP) == (15, 3, 7, 1 << 24)
+    assert e.ADAPTATION == {1: (255, 4, 7), 2: (0, 3, 7)} and e.COUNT_MAX == 255
+    flat = " ".join(text.split())
+    assert ("| 1 | 255 | 4 | 7 |" in text and
+            f"| 2 | 0 | {e.RATE_FAST} | {e.RATE_SLOW} |" in text)
+    assert f"`COUNT_MAX` = {e.COUNT_MAX}" in flat
     assert f"WCTX = {e.WCTX} " in text and f"LCTX = {e.LCTX} " in text
     assert f"L_ZERO = {e.L_ZERO} " in text and f"L_SIGN = {e.L_SIGN} " in text
     assert f"L_MAG  = {e.L_MAG} " in text

@@ -589,7 +589,9 @@ def test_pair_bits_equals_two_value_bits_calls():
     every magnitude class, across the unary part and into the escape."""
     rng = np.random.default_rng(3)
     for trial in range(20):
-        probs = rng.integers(1, entropy.PROB_ONE, (entropy.LCTX, 2)).astype(np.int64)
+        probs = entropy.new_probs(entropy.LCTX)
+        probs[:, :2] = rng.integers(1, entropy.PROB_ONE, (entropy.LCTX, 2))
+        probs[:, 2] = rng.integers(0, entropy.COUNT_MAX + 1, entropy.LCTX)
         before = probs.copy()
         zc, sctx, mc = int(rng.integers(8)), int(rng.integers(9)), int(rng.integers(3))
         for f in range(-entropy.LAT_UNARY - 40, entropy.LAT_UNARY + 40):

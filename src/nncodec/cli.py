@@ -147,10 +147,12 @@ class _StepProgress:
 
     def __call__(self, step, total, info) -> None:
         if self.show_bar:
-            if self.bar is None:
+            first = self.bar is None
+            if first:
                 self.bar = _tqdm(total=total, unit="step", desc="training")
+            # Drawn at once the first time, then at tqdm's own pace.
             self.bar.set_postfix_str(f"{info.stage} {info.psnr:.2f} dB ~{info.bytes} bytes",
-                                     refresh=False)
+                                     refresh=first)
             self.bar.update(step - self.bar.n)
         if self.verbose and time.monotonic() - self.last > 1.0:
             self.last = time.monotonic()

@@ -39,7 +39,8 @@ def parse(data):
     spec = c.spec
     # Bytes past the end of the payload read as zero: the encoder strips
     # trailing zero bytes, so ``consumed`` may exceed the payload length.
-    wq, lat, err, _ = decode_payload(c.payload, spec.group_sizes(), spec.level_dims())
+    wq, lat, err, _ = decode_payload(c.payload, spec.group_sizes(), spec.level_dims(),
+                                     c.version)
     if err:
         raise FormatError("payload holds an impossible value (corrupted file)")
     return c, dequantize(spec, wq, c.weight_steps, c.bias_steps), lat.astype(np.float32)
@@ -118,7 +119,7 @@ def info(data) -> dict:
     from .metadata import unpack as unpack_metadata
 
     c = fmt.unpack(data)
-    d = {"format_version": fmt.FORMAT_VERSION, "file_bytes": len(data)}
+    d = {"format_version": c.version, "file_bytes": len(data)}
     d.update(c.fields)
     try:
         d["metadata_keys"] = sorted(unpack_metadata(c.metadata))

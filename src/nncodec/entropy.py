@@ -1,7 +1,11 @@
 """Integer-only entropy coding of the quantized parameters.
 
 The payload is one binary adaptive range coder stream (the LZMA coder, with
-15-bit probabilities adapted at two rates, as in AV1 and VVC). Every signed
+15-bit probabilities adapted at two rates, as in VVC). From format version 2
+the rates warm up with the number of bits a context has coded (1, 2, 3, ...
+up to the two target rates, as AV1's symbol counters do), so that a context
+learns its first bits quickly: in files of a few kilobytes most contexts see
+only tens of bits. Every signed
 integer is binarized (zero flag, sign, unary magnitude bins, then an
 exp-Golomb escape in bypass bits) and each bin is coded with a context-chosen
 adaptive probability. Everything is integer arithmetic, so encoder and decoder
@@ -26,9 +30,20 @@ from ._jit import njit
 
 PROB_BITS = 15
 PROB_ONE = 1 << PROB_BITS
-RATE_FAST = 4
+#: Target adaptation rates (shifts) of the two probabilities of a context.
+RATE_FAST = 3
 RATE_SLOW = 7
 TOP = 1 << 24
+#: Coded-bit count at which a context's counter stops.
+COUNT_MAX = 255
+#: Adaptation per format version: (initial count, fast rate, slow rate).
+#: Version 1 had no warm-up: a saturated counter makes the rates the targets.
+ADAPTATION = {1: (COUNT_MAX, 4, 7), 2: (0, RATE_FAST, RATE_SLOW)}
+#: Version written by :func:`encode_payload`.
+CODER_VERSION = 2
+#: Warm-up rate after n coded bits: the bit length of n + 1 (1, 2, 2, 3, 3,
+#: 3, 3, 4, ...), before the cap at the context's target rate.
+WARM_RATE = np.array([(n + 1).bit_length() for n in range(COUNT_MAX + 1)], dtype=np.int64)
 
 # Binarization of network parameters: one zero flag, WEIGHT_UNARY magnitude
 # bins, exp-Golomb escape.
@@ -80,19 +95,55 @@ def _shift_low(st, out):
     st[0] = (low & 0x00FFFFFF) << 8
 
 
+# Context state ``probs``: int64[n_contexts, 5] = (fast probability, slow
+# probability, coded-bit count, fast target rate, slow target rate); the
+# probabilities are those of a 0 bit, in units of 2^-15.
+
+
+@njit
+def _new_probs(n, count0, rate_fast, rate_slow):
+    probs = np.empty((max(n, 1), 5), dtype=np.int64)
+    for c in range(probs.shape[0]):
+        probs[c, 0] = PROB_ONE // 2
+        probs[c, 1] = PROB_ONE // 2
+        probs[c, 2] = count0
+        probs[c, 3] = rate_fast
+        probs[c, 4] = rate_slow
+    return probs
+
+
+def new_probs(n: int, version: int = CODER_VERSION) -> np.ndarray:
+    """Fresh state of ``n`` contexts for the given format version."""
+    return _new_probs(n, *ADAPTATION[version])
+
+
+@njit
+def _adapt(probs, ctx, bit):
+    """Move context ``ctx`` towards ``bit`` (the same rule in coder and rate model)."""
+    n = probs[ctx, 2]
+    w = WARM_RATE[n]
+    rf = min(w, probs[ctx, 3])
+    rs = min(w, probs[ctx, 4])
+    if n < COUNT_MAX:
+        probs[ctx, 2] = n + 1
+    if bit == 0:
+        probs[ctx, 0] += (PROB_ONE - probs[ctx, 0]) >> rf
+        probs[ctx, 1] += (PROB_ONE - probs[ctx, 1]) >> rs
+    else:
+        probs[ctx, 0] -= probs[ctx, 0] >> rf
+        probs[ctx, 1] -= probs[ctx, 1] >> rs
+
+
 @njit
 def _enc_bit(st, out, probs, ctx, bit):
     p0 = (probs[ctx, 0] + probs[ctx, 1]) >> 1
     bound = (st[1] >> PROB_BITS) * p0
     if bit == 0:
         st[1] = bound
-        probs[ctx, 0] += (PROB_ONE - probs[ctx, 0]) >> RATE_FAST
-        probs[ctx, 1] += (PROB_ONE - probs[ctx, 1]) >> RATE_SLOW
     else:
         st[0] += bound
         st[1] -= bound
-        probs[ctx, 0] -= probs[ctx, 0] >> RATE_FAST
-        probs[ctx, 1] -= probs[ctx, 1] >> RATE_SLOW
+    _adapt(probs, ctx, bit)
     while st[1] < TOP:
         st[1] <<= 8
         _shift_low(st, out)
@@ -142,15 +193,12 @@ def _dec_bit(st, data, probs, ctx):
     bound = (st[1] >> PROB_BITS) * p0
     if st[0] < bound:
         st[1] = bound
-        probs[ctx, 0] += (PROB_ONE - probs[ctx, 0]) >> RATE_FAST
-        probs[ctx, 1] += (PROB_ONE - probs[ctx, 1]) >> RATE_SLOW
         bit = 0
     else:
         st[0] -= bound
         st[1] -= bound
-        probs[ctx, 0] -= probs[ctx, 0] >> RATE_FAST
-        probs[ctx, 1] -= probs[ctx, 1] >> RATE_SLOW
         bit = 1
+    _adapt(probs, ctx, bit)
     while st[1] < TOP:
         st[1] <<= 8
         st[0] = ((st[0] << 8) | _dec_byte(st, data)) & 0xFFFFFFFF
@@ -393,9 +441,7 @@ def _code_latents_dec(st, data, probs, lat, offsets, dims, ctx_base):
 
 
 @njit
-def _encode_all(wq, group_ends, lat, offsets, dims, out):
-    nctx = group_ends.shape[0] * WCTX + dims.shape[0] * LCTX
-    probs = np.full((max(nctx, 1), 2), PROB_ONE // 2, dtype=np.int64)
+def _encode_all(wq, group_ends, lat, offsets, dims, out, probs):
     st = np.zeros(5, dtype=np.int64)
     _enc_init(st)
     _code_weights_enc(st, out, probs, wq, group_ends)
@@ -405,9 +451,7 @@ def _encode_all(wq, group_ends, lat, offsets, dims, out):
 
 
 @njit
-def _decode_all(data, wq, group_ends, lat, offsets, dims):
-    nctx = group_ends.shape[0] * WCTX + dims.shape[0] * LCTX
-    probs = np.full((max(nctx, 1), 2), PROB_ONE // 2, dtype=np.int64)
+def _decode_all(data, wq, group_ends, lat, offsets, dims, probs):
     st = np.zeros(3, dtype=np.int64)
     _dec_init(st, data)
     err = _code_weights_dec(st, data, probs, wq, group_ends)
@@ -425,7 +469,12 @@ def _layout(dims):
     return dims, offsets
 
 
-def encode_payload(wq: np.ndarray, group_sizes, lat: np.ndarray, dims) -> bytes:
+def _n_contexts(group_ends, dims) -> int:
+    return group_ends.shape[0] * WCTX + dims.shape[0] * LCTX
+
+
+def encode_payload(wq: np.ndarray, group_sizes, lat: np.ndarray, dims,
+                   version: int = CODER_VERSION) -> bytes:
     """Range-code quantized parameters and latents.
 
     Args:
@@ -434,6 +483,7 @@ def encode_payload(wq: np.ndarray, group_sizes, lat: np.ndarray, dims) -> bytes:
             its biases, layer after layer).
         lat: int64[N], all latent grids, finest level first, each raster order.
         dims: (L, 2) grid heights and widths, finest first.
+        version: format version whose probability adaptation to use.
     Returns:
         The coded bytes (leading zero byte and trailing zero bytes stripped).
     """
@@ -445,12 +495,13 @@ def encode_payload(wq: np.ndarray, group_sizes, lat: np.ndarray, dims) -> bytes:
     nsym = wq.size * (WEIGHT_UNARY + 3) + lat.size * (LAT_UNARY + 3)
     cap = 64 + (nsym * PROB_BITS) // 8 + 16 * (wq.size + lat.size)
     out = np.zeros(cap, dtype=np.uint8)
-    n = _encode_all(wq, group_ends, lat, offsets, dims, out)
+    probs = new_probs(_n_contexts(group_ends, dims), version)
+    n = _encode_all(wq, group_ends, lat, offsets, dims, out, probs)
     body = out[1:n].tobytes()  # the first byte is always 0
     return body.rstrip(b"\x00")
 
 
-def decode_payload(data: bytes, group_sizes, dims):
+def decode_payload(data: bytes, group_sizes, dims, version: int = CODER_VERSION):
     """Inverse of :func:`encode_payload`. Returns ``(wq, lat, err, consumed)``.
 
     ``err`` is nonzero when the stream holds an impossible value (a corrupted
@@ -463,5 +514,6 @@ def decode_payload(data: bytes, group_sizes, dims):
     dims, offsets = _layout(dims)
     wq = np.zeros(int(group_ends[-1]) if len(group_ends) else 0, dtype=np.int64)
     lat = np.zeros(int(offsets[-1]), dtype=np.int64)
-    err, consumed = _decode_all(buf, wq, group_ends, lat, offsets, dims)
+    probs = new_probs(_n_contexts(group_ends, dims), version)
+    err, consumed = _decode_all(buf, wq, group_ends, lat, offsets, dims, probs)
     return wq, lat, int(err), int(consumed)

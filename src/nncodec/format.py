@@ -25,7 +25,10 @@ from .errors import ChecksumError, FormatError, TruncatedError, VersionError
 from .field import ModelSpec
 
 MAGIC = b"\x89NNI"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this decoder reads. Version 2 changed only the adaptation of the
+#: coder's probabilities (entropy.ADAPTATION); the layout is the same.
+READ_VERSIONS = (1, 2)
 CRC_BYTES = 4
 #: Largest coded image a decoder accepts (width * height).
 MAX_CODED_PIXELS = 1 << 26
@@ -86,6 +89,7 @@ class Container:
     metadata: bytes
     payload: bytes
     fields: dict
+    version: int = FORMAT_VERSION
 
 
 def spec_to_fields(spec: ModelSpec, has_metadata: bool) -> dict:
@@ -207,13 +211,14 @@ def unpack(data: bytes) -> Container:
     if len(data) < len(MAGIC) + 1 + CRC_BYTES:
         raise TruncatedError(f"file is truncated ({len(data)} bytes)")
     version = data[len(MAGIC)]
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         if version > FORMAT_VERSION:
             raise VersionError(
                 f"file needs an nncodec decoder for format version {version}; "
-                f"this one reads version {FORMAT_VERSION}")
+                f"this one reads versions {READ_VERSIONS[0]} to {READ_VERSIONS[-1]}")
         raise VersionError(
-            f"invalid format version {version}; this decoder reads version {FORMAT_VERSION}")
+            f"invalid format version {version}; this decoder reads versions "
+            f"{READ_VERSIONS[0]} to {READ_VERSIONS[-1]}")
     body, crc = data[:-CRC_BYTES], int.from_bytes(data[-CRC_BYTES:], "little")
     if zlib.crc32(body) != crc:
         raise ChecksumError("checksum mismatch: the file is corrupted or truncated")
@@ -256,4 +261,4 @@ def unpack(data: bytes) -> Container:
         pos += length
         fields["metadata_bytes"] = length
     fields["payload_bytes"] = len(body) - pos
-    return Container(spec, wsteps, bsteps, metadata, body[pos:], fields)
+    return Container(spec, wsteps, bsteps, metadata, body[pos:], fields, version)

@@ -2,7 +2,7 @@
 
 Layout (normative: ``spec/nni-format.md`` section 4): the section's content
 is one zstandard frame whose decompressed data is one msgpack map from str
-keys to values. Format version 1 defines two keys, both ``bin``:
+keys to values. Format versions 1 and 2 define two keys, both ``bin``:
 
 * ``"icc"``: an ICC colour profile, the complete profile;
 * ``"exif"``: Exif data as a TIFF structure (starting ``II*\\0`` or

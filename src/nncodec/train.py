@@ -25,12 +25,15 @@ import math
 import numpy as np
 
 from ._jit import TILE, njit, pjit, prange
-from .entropy import (L_MAG, L_SIGN, L_ZERO, LAT_UNARY, LCTX, PROB_ONE, RATE_FAST, RATE_SLOW,
-                      _is_parent, _mag_class, _neigh, _zero_class)
+from .entropy import (L_MAG, L_SIGN, L_ZERO, LAT_UNARY, LCTX, PROB_ONE, _adapt, _is_parent,
+                      _mag_class, _neigh, _new_probs, _zero_class)
+from .entropy import ADAPTATION, CODER_VERSION
 from .field import (BLOCK, _features_block, _job_row, _max_width, _mlp_forward_block,
                     _rows_before, _to_rgb)
 
 LN2 = math.log(2.0)
+#: The coder's adaptation in the version the encoder writes.
+_COUNT0, _RATE_FAST, _RATE_SLOW = ADAPTATION[CODER_VERSION]
 N_RATE_CTX = 8
 
 
@@ -348,16 +351,6 @@ def _bit_cost(probs, ctx, bit):
 
 
 @njit
-def _adapt(probs, ctx, bit):
-    if bit == 0:
-        probs[ctx, 0] += (PROB_ONE - probs[ctx, 0]) >> RATE_FAST
-        probs[ctx, 1] += (PROB_ONE - probs[ctx, 1]) >> RATE_SLOW
-    else:
-        probs[ctx, 0] -= probs[ctx, 0] >> RATE_FAST
-        probs[ctx, 1] -= probs[ctx, 1] >> RATE_SLOW
-
-
-@njit
 def _value_bits(probs, zc, sctx, mc, v, update):
     """Bits of integer ``v`` in the given contexts; adapts ``probs`` if ``update``."""
     if v == 0:
@@ -470,7 +463,7 @@ def _rate_adaptive(yhat, q, offsets, dims, glat, weight):
         if has_parent:
             qp = q[offsets[lev + 1]: offsets[lev + 1] + dims[lev + 1, 0] * dims[lev + 1, 1]
                    ].reshape((dims[lev + 1, 0], dims[lev + 1, 1]))
-        probs = np.full((LCTX, 2), PROB_ONE // 2, np.int64)
+        probs = _new_probs(LCTX, _COUNT0, _RATE_FAST, _RATE_SLOW)
         acc = 0.0
         tail = 0.0  # bits since the last nonzero of this grid
         for i in range(hk):
