@@ -367,6 +367,14 @@ def test_info_bad_file(tmp_path, capsys):
     assert "magic" in error_line(capsys.readouterr().err)
 
 
+def test_package_version_is_the_pyproject_version():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    assert re.search(r'^version = "([^"]+)"$', text, re.M).group(1) == nncodec.__version__
+
+
 def test_no_command_and_version(capsys):
     with pytest.raises(SystemExit) as e:
         main([])

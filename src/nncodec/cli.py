@@ -210,14 +210,18 @@ def _write_frames(directory: str, recorder) -> None:
         _write_atomic(Path(directory) / name, png)
 
 
+def _say_if_compiling(args) -> None:
+    if not args.quiet and not _kernels_cached():
+        print("nncodec: compiling kernels (first run only, about half a minute; cached afterwards)",
+              file=sys.stderr)
+
+
 def _encode_one(args) -> int:
     from .encoder import encode_stats
     from .metadata import from_image, pack
 
     src_name = args.input[0]
-    if not args.quiet and not _kernels_cached():
-        print("nncodec: compiling kernels (first run, takes a minute; cached afterwards)",
-              file=sys.stderr)
+    _say_if_compiling(args)
     src = _read(src_name) if src_name == "-" else src_name
     recorder, video_fmt = _prepare_animation(args)
     meta = pack(from_image(src)) if args.keep_metadata else b""
@@ -252,9 +256,7 @@ def _encode_batch(args) -> int:
         raise InputError("stdin (-) cannot be part of a batch: name the files")
     if args.video or args.frames:
         raise InputError("--video and --frames record one encode: give one input and a file -o")
-    if not args.quiet and not _kernels_cached():
-        print("nncodec: compiling kernels (first run, takes a minute; cached afterwards)",
-              file=sys.stderr)
+    _say_if_compiling(args)
     bar = _tqdm(total=len(args.input), unit="file", desc="encoding") if _show_bar(args) else None
 
     def on_result(r) -> None:
