@@ -196,3 +196,14 @@ def test_decode_reads_missing_bytes_as_zero():
     assert err == err2 == 0
     np.testing.assert_array_equal(wq, wq2)
     np.testing.assert_array_equal(lat, lat2)
+
+
+def test_new_probs_matches_the_kernel_initialiser():
+    """The NumPy initialiser used by encode/decode_payload and the njit one used
+    by the training rate model give the same state, in every version."""
+    from nncodec import entropy as e
+
+    for version, (count0, fast, slow) in e.ADAPTATION.items():
+        a = e.new_probs(13, version)
+        np.testing.assert_array_equal(a, e._new_probs(13, count0, fast, slow))
+        assert a[0].tolist() == [e.PROB_ONE // 2, e.PROB_ONE // 2, count0, fast, slow]

@@ -113,8 +113,15 @@ def _new_probs(n, count0, rate_fast, rate_slow):
 
 
 def new_probs(n: int, version: int = CODER_VERSION) -> np.ndarray:
-    """Fresh state of ``n`` contexts for the given format version."""
-    return _new_probs(n, *ADAPTATION[version])
+    """Fresh state of ``n`` contexts for the given format version.
+
+    Plain NumPy (the same values as :func:`_new_probs`), so that decoding
+    loads no extra kernel.
+    """
+    probs = np.empty((max(n, 1), 5), dtype=np.int64)
+    probs[:, :2] = PROB_ONE // 2
+    probs[:, 2:] = ADAPTATION[version]
+    return probs
 
 
 @njit
