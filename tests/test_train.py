@@ -589,22 +589,35 @@ def test_pair_bits_equals_two_value_bits_calls():
     every magnitude class, across the unary part and into the escape."""
     rng = np.random.default_rng(3)
     for trial in range(20):
-        probs = entropy.new_probs(entropy.LCTX)
-        probs[:, :2] = rng.integers(1, entropy.PROB_ONE, (entropy.LCTX, 2))
-        probs[:, 2] = rng.integers(0, entropy.COUNT_MAX + 1, entropy.LCTX)
+        probs = _random_probs(rng)
         before = probs.copy()
         zc, sctx, mc = int(rng.integers(8)), int(rng.integers(9)), int(rng.integers(3))
         for f in range(-entropy.LAT_UNARY - 40, entropy.LAT_UNARY + 40):
             pair = train._pair_bits(probs, zc, sctx, mc, f)
-            assert pair == (train._value_bits(probs, zc, sctx, mc, f, False),
-                            train._value_bits(probs, zc, sctx, mc, f + 1, False)), f
+            assert pair == (train._value_bits(probs, zc, sctx, mc, f),
+                            train._value_bits(probs, zc, sctx, mc, f + 1)), f
         np.testing.assert_array_equal(probs, before)
-        for v in (-20, -3, 0, 1, 15, 40):
-            adapted = probs.copy()
-            train._adapt_value(adapted, zc, sctx, mc, v)
-            reference = probs.copy()
-            train._value_bits(reference, zc, sctx, mc, v, True)
-            np.testing.assert_array_equal(adapted, reference)
+
+
+def _random_probs(rng):
+    probs = entropy.new_probs(entropy.LCTX)
+    probs[:, :2] = rng.integers(1, entropy.PROB_ONE, (entropy.LCTX, 2))
+    probs[:, 2] = rng.integers(0, entropy.COUNT_MAX + 1, entropy.LCTX)
+    return probs
+
+
+@pytest.mark.parametrize("v", [-20, -3, -1, 0, 1, 14, 15, 40])
+def test_adapt_value_adapts_as_the_coder_does(v):
+    """The rate model's adaptation along a value leaves the contexts as the
+    range coder leaves them after coding it (a 1x1 grid: all classes 0)."""
+    probs = _random_probs(np.random.default_rng(v + 100))
+    coded = probs.copy()
+    out = np.zeros(64, np.uint8)
+    dims, offsets = entropy._layout([(1, 1)])
+    entropy._encode_all(np.zeros(0, np.int64), np.zeros(0, np.int64), np.array([v]), offsets,
+                        dims, out, coded)
+    train._adapt_value(probs, 0, 0, 0, v)
+    np.testing.assert_array_equal(probs, coded)
 
 
 def test_rate_adaptive_gradient_is_the_slope_between_integers():

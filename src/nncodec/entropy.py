@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import njit
+from .format import FORMAT_VERSION
 
 PROB_BITS = 15
 PROB_ONE = 1 << PROB_BITS
@@ -39,8 +40,6 @@ COUNT_MAX = 255
 #: Adaptation per format version: (initial count, fast rate, slow rate).
 #: Version 1 had no warm-up: a saturated counter makes the rates the targets.
 ADAPTATION = {1: (COUNT_MAX, 4, 7), 2: (0, RATE_FAST, RATE_SLOW)}
-#: Version written by :func:`encode_payload`.
-CODER_VERSION = 2
 #: Warm-up rate after n coded bits: the bit length of n + 1 (1, 2, 2, 3, 3,
 #: 3, 3, 4, ...), before the cap at the context's target rate.
 WARM_RATE = np.array([(n + 1).bit_length() for n in range(COUNT_MAX + 1)], dtype=np.int64)
@@ -100,24 +99,8 @@ def _shift_low(st, out):
 # probabilities are those of a 0 bit, in units of 2^-15.
 
 
-@njit
-def _new_probs(n, count0, rate_fast, rate_slow):
-    probs = np.empty((max(n, 1), 5), dtype=np.int64)
-    for c in range(probs.shape[0]):
-        probs[c, 0] = PROB_ONE // 2
-        probs[c, 1] = PROB_ONE // 2
-        probs[c, 2] = count0
-        probs[c, 3] = rate_fast
-        probs[c, 4] = rate_slow
-    return probs
-
-
-def new_probs(n: int, version: int = CODER_VERSION) -> np.ndarray:
-    """Fresh state of ``n`` contexts for the given format version.
-
-    Plain NumPy (the same values as :func:`_new_probs`), so that decoding
-    loads no extra kernel.
-    """
+def new_probs(n: int, version: int = FORMAT_VERSION) -> np.ndarray:
+    """Fresh state of ``n`` contexts for the given format version."""
     probs = np.empty((max(n, 1), 5), dtype=np.int64)
     probs[:, :2] = PROB_ONE // 2
     probs[:, 2:] = ADAPTATION[version]
@@ -481,7 +464,7 @@ def _n_contexts(group_ends, dims) -> int:
 
 
 def encode_payload(wq: np.ndarray, group_sizes, lat: np.ndarray, dims,
-                   version: int = CODER_VERSION) -> bytes:
+                   version: int = FORMAT_VERSION) -> bytes:
     """Range-code quantized parameters and latents.
 
     Args:
@@ -508,7 +491,7 @@ def encode_payload(wq: np.ndarray, group_sizes, lat: np.ndarray, dims,
     return body.rstrip(b"\x00")
 
 
-def decode_payload(data: bytes, group_sizes, dims, version: int = CODER_VERSION):
+def decode_payload(data: bytes, group_sizes, dims, version: int = FORMAT_VERSION):
     """Inverse of :func:`encode_payload`. Returns ``(wq, lat, err, consumed)``.
 
     ``err`` is nonzero when the stream holds an impossible value (a corrupted

@@ -212,13 +212,12 @@ def unpack(data: bytes) -> Container:
         raise TruncatedError(f"file is truncated ({len(data)} bytes)")
     version = data[len(MAGIC)]
     if version not in READ_VERSIONS:
+        readable = f"versions {READ_VERSIONS[0]} to {READ_VERSIONS[-1]}"
         if version > FORMAT_VERSION:
             raise VersionError(
                 f"file needs an nncodec decoder for format version {version}; "
-                f"this one reads versions {READ_VERSIONS[0]} to {READ_VERSIONS[-1]}")
-        raise VersionError(
-            f"invalid format version {version}; this decoder reads versions "
-            f"{READ_VERSIONS[0]} to {READ_VERSIONS[-1]}")
+                f"this one reads {readable}")
+        raise VersionError(f"invalid format version {version}; this decoder reads {readable}")
     body, crc = data[:-CRC_BYTES], int.from_bytes(data[-CRC_BYTES:], "little")
     if zlib.crc32(body) != crc:
         raise ChecksumError("checksum mismatch: the file is corrupted or truncated")

@@ -26,14 +26,14 @@ import numpy as np
 
 from ._jit import TILE, njit, pjit, prange
 from .entropy import (L_MAG, L_SIGN, L_ZERO, LAT_UNARY, LCTX, PROB_ONE, _adapt, _is_parent,
-                      _mag_class, _neigh, _new_probs, _zero_class)
-from .entropy import ADAPTATION, CODER_VERSION
+                      _mag_class, _neigh, _zero_class, new_probs)
 from .field import (BLOCK, _features_block, _job_row, _max_width, _mlp_forward_block,
                     _rows_before, _to_rgb)
 
 LN2 = math.log(2.0)
-#: The coder's adaptation in the version the encoder writes.
-_COUNT0, _RATE_FAST, _RATE_SLOW = ADAPTATION[CODER_VERSION]
+#: The coder's context state at the start of a grid, in the format version
+#: the encoder writes (a constant of the kernels, copied per grid).
+_FRESH_PROBS = new_probs(LCTX)
 N_RATE_CTX = 8
 
 
@@ -351,26 +351,16 @@ def _bit_cost(probs, ctx, bit):
 
 
 @njit
-def _value_bits(probs, zc, sctx, mc, v, update):
-    """Bits of integer ``v`` in the given contexts; adapts ``probs`` if ``update``."""
+def _value_bits(probs, zc, sctx, mc, v):
+    """Bits of integer ``v`` in the given contexts (``probs`` unchanged)."""
     if v == 0:
-        bits = _bit_cost(probs, L_ZERO + zc, 0)
-        if update:
-            _adapt(probs, L_ZERO + zc, 0)
-        return bits
-    neg = 1 if v < 0 else 0
-    bits = _bit_cost(probs, L_ZERO + zc, 1) + _bit_cost(probs, L_SIGN + sctx, neg)
-    if update:
-        _adapt(probs, L_ZERO + zc, 1)
-        _adapt(probs, L_SIGN + sctx, neg)
+        return _bit_cost(probs, L_ZERO + zc, 0)
+    bits = _bit_cost(probs, L_ZERO + zc, 1) + _bit_cost(probs, L_SIGN + sctx, 1 if v < 0 else 0)
     m = abs(v)
     k = 1
     while k <= LAT_UNARY:
         more = 1 if m > k else 0
-        c = L_MAG + (k - 1) * 3 + mc
-        bits += _bit_cost(probs, c, more)
-        if update:
-            _adapt(probs, c, more)
+        bits += _bit_cost(probs, L_MAG + (k - 1) * 3 + mc, more)
         if more == 0:
             break
         k += 1
@@ -399,8 +389,7 @@ def _pair_bits(probs, zc, sctx, mc, f):
     the results are identical to two separate calls.
     """
     if f == 0 or f == -1:
-        return (_value_bits(probs, zc, sctx, mc, f, False),
-                _value_bits(probs, zc, sctx, mc, f + 1, False))
+        return (_value_bits(probs, zc, sctx, mc, f), _value_bits(probs, zc, sctx, mc, f + 1))
     # Same sign: magnitudes a and a + 1 (f has a if positive, a + 1 if negative).
     neg = 1 if f < 0 else 0
     a = f if f > 0 else -f - 1
@@ -463,7 +452,7 @@ def _rate_adaptive(yhat, q, offsets, dims, glat, weight):
         if has_parent:
             qp = q[offsets[lev + 1]: offsets[lev + 1] + dims[lev + 1, 0] * dims[lev + 1, 1]
                    ].reshape((dims[lev + 1, 0], dims[lev + 1, 1]))
-        probs = _new_probs(LCTX, _COUNT0, _RATE_FAST, _RATE_SLOW)
+        probs = _FRESH_PROBS.copy()
         acc = 0.0
         tail = 0.0  # bits since the last nonzero of this grid
         for i in range(hk):
@@ -488,7 +477,7 @@ def _rate_adaptive(yhat, q, offsets, dims, glat, weight):
                 elif f == -1:
                     tail += b1
                 else:
-                    tail += _value_bits(probs, zc, sctx, mc, 0, False)
+                    tail += _value_bits(probs, zc, sctx, mc, 0)
                 _adapt_value(probs, zc, sctx, mc, v)
         # Grid 0 is coded last: the zeros after its last nonzero latent leave
         # the coder's state unchanged and cost no bytes (trailing zero bytes
