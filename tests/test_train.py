@@ -7,6 +7,7 @@ arrays: central differences with a small step are then accurate to ~1e-9.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import subprocess
@@ -61,7 +62,8 @@ class GradProblem:
         t = self.taps
         C, coff = field.column_pass(self.lat, self.offsets, self.dims, t)
         train._mlp_grad(C, coff, t.ri, t.rw, t.fr, t.fc, t.st, self.theta, self.layers,
-                        self.spec.channels, self.target, sel, self.spec.width, gbuf, lbuf, dfeat)
+                        self.spec.channels, self.target, sel, self.spec.width, gbuf, lbuf, dfeat,
+                        train.worker_bounds(ntiles, 1, 0.0), *train.NO_RATE)
         return gbuf, lbuf.sum() / (sel.size * self.spec.channels), dfeat
 
     # float64 reference ---------------------------------------------------
@@ -534,7 +536,8 @@ _THREAD_SCRIPT = textwrap.dedent("""
     dfeat = np.zeros((7 * 5, sel.size), np.float32)
     C, coff = field.column_pass(lat, offsets, dims, taps)
     train._mlp_grad(C, coff, taps.ri, taps.rw, taps.fr, taps.fc, taps.st, theta,
-                    field.layer_table(spec), 3, target, sel, 96, gbuf, lbuf, dfeat)
+                    field.layer_table(spec), 3, target, sel, 96, gbuf, lbuf, dfeat,
+                    train.worker_bounds(nt, numba.get_num_threads(), 1.0), *train.NO_RATE)
     glat = np.zeros(lat.size)
     train.latent_grad(dfeat, sel, taps, offsets, dims, 96, glat)
     print("tiles", nt)
@@ -564,6 +567,64 @@ def test_results_do_not_depend_on_thread_count():
     assert one[0] == "threads 1" and two[0] == "threads 2"
     assert one[1] == "tiles 3"
     assert one[1:] == two[1:]
+
+
+def test_mlp_grad_outputs_do_not_depend_on_the_worker_split():
+    """However the tiles are split between workers, with or without the rate
+    pass on worker 0, the kernel writes the same gradients, and the rate pass
+    writes what :func:`train._rate_adaptive` computes on its own."""
+    spec = ModelSpec(96, 96, 3, 3, 0, 1, 2, 8, stencil=1, n_chroma=2)  # 9216 pixels: 3 tiles
+    pb = GradProblem(spec, seed=3)
+    rng = np.random.default_rng(4)
+    sel = np.arange(spec.width * spec.height, dtype=np.int64)
+    nt = (sel.size + TILE - 1) // TILE
+    assert nt == 3
+    q = np.round(pb.lat).astype(np.int64)
+    yrate = (pb.lat + rng.uniform(-0.5, 0.5, pb.lat.size)).astype(np.float32)
+    t = pb.taps
+    C, coff = field.column_pass(pb.lat, pb.offsets, pb.dims, t)
+
+    def run(bounds, with_rate):
+        gbuf = np.zeros((nt, pb.theta.size))
+        lbuf = np.zeros(nt)
+        dfeat = np.full((pb.n_grid_features, sel.size), np.nan, np.float32)
+        rate = train.NO_RATE
+        if with_rate:
+            rate = (yrate, q, pb.offsets, pb.dims, np.zeros(q.size), 0.25, np.zeros(1))
+        train._mlp_grad(C, coff, t.ri, t.rw, t.fr, t.fc, t.st, pb.theta, pb.layers, 3,
+                        pb.target, sel, spec.width, gbuf, lbuf, dfeat,
+                        np.array(bounds, np.int64), *rate)
+        return gbuf, lbuf, dfeat, rate[4], rate[6][0]
+
+    ref = run([0, 3], False)
+    assert np.isfinite(ref[2]).all()
+    glat = np.zeros(q.size)
+    bits = train._rate_adaptive(yrate, q, pb.offsets, pb.dims, glat, 0.25)
+    for bounds in ([0, 3], [0, 0, 3], [0, 3, 3], [0, 1, 2, 3], [0, 0, 1, 1, 3]):
+        for with_rate in (False, True):
+            out = run(bounds, with_rate)
+            for a, b in zip(out[:3], ref[:3]):
+                assert np.array_equal(a, b), (bounds, with_rate)
+            if with_rate:
+                assert np.array_equal(out[3], glat) and out[4] == bits
+
+
+@pytest.mark.parametrize("ntiles, workers, rate",
+                         [(6, 2, 3.6), (12, 2, 3.6), (12, 4, 3.5), (1, 2, 3.0), (0, 2, 1.0),
+                          (5, 1, 9.0), (7, 3, 0.0), (3, 2, 40.0)])
+def test_worker_bounds_cover_every_tile_once_with_the_least_busiest_load(ntiles, workers, rate):
+    b = train.worker_bounds(ntiles, workers, rate)
+    assert b.dtype == np.int64 and len(b) == workers + 1
+    assert b[0] == 0 and b[-1] == ntiles and (np.diff(b) >= 0).all()
+    load = np.diff(b).astype(float)
+    load[0] += rate
+    # Brute force over every split of the tiles into `workers` runs.
+    best = math.inf
+    for cuts in itertools.combinations_with_replacement(range(ntiles + 1), workers - 1):
+        parts = np.diff([0, *cuts, ntiles]).astype(float)
+        parts[0] += rate
+        best = min(best, parts.max())
+    assert load.max() == best
 
 
 # ---------------------------------------------------------------------------

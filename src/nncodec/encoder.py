@@ -17,7 +17,6 @@ Pipeline (see README, "How it works"):
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import logging
 import math
@@ -33,7 +32,8 @@ from .entropy import encode_payload
 from .errors import BudgetError, InputError
 from .field import ModelSpec, column_pass, level_table, layer_table, make_taps, render
 from .progress import TrainingProgress
-from .train import N_RATE_CTX, Adam, _mlp_grad, _rate, _rate_adaptive, latent_grad
+from .train import (N_RATE_CTX, NO_RATE, Adam, _mlp_grad, _rate, _rate_adaptive, latent_grad,
+                    worker_bounds)
 from ._jit import TILE
 
 log = logging.getLogger("nncodec")
@@ -220,6 +220,7 @@ class Trainer:
         self.opt_theta = Adam(self.theta.size)
         self.opt_lat = Adam(self.lat.size)
         self.opt_logb = Adam(self.logb.size)
+        self._balance = _Balance()
 
     def _init_theta(self, img) -> np.ndarray:
         parts = []
@@ -287,7 +288,7 @@ class Trainer:
             yhat, dyhat = _soft_round(ynoisy, alpha)
         else:
             yhat = self.lat + self.rng.uniform(-0.5, 0.5, self.lat.size).astype(np.float32)
-        rate_job = None
+        yrate = NO_RATE[0]
         if self.lat.size:
             # With hard rounding the rate is still taken at noisy latents: at
             # an integer its straight-through gradient would vanish and let
@@ -296,22 +297,23 @@ class Trainer:
             yrate = ynoisy if soft else yhat
             if hard:
                 yrate = self.lat + self.rng.uniform(-0.5, 0.5, self.lat.size).astype(np.float32)
-            if RATE_MODEL == "adaptive":
-                # The adaptive rate is one serial pass per grid; it runs beside
-                # the synthesis kernels and writes its own gradient, added
-                # after them (the sum is the same as adding in place).
-                q = np.floor(self.lat + 0.5).astype(np.int64)
-                grate = np.zeros(self.lat.size, np.float64)
-                rate_job = _beside(_rate_adaptive, yrate, q, self.offsets, self.dims, grate,
-                                   lam / (self.h * self.w))
         ntiles = (sel.size + TILE - 1) // TILE
         gbuf = np.zeros((ntiles, self.theta.size), np.float64)
         lbuf = np.zeros(ntiles, np.float64)
         t = self.taps
         dfeat = np.empty((self.spec.n_grids * t.st.shape[0], sel.size), np.float32)
         C, coff = column_pass(yhat, self.offsets, self.dims, t)
-        _mlp_grad(C, coff, t.ri, t.rw, t.fr, t.fc, t.st, theta, self.layers, self.c, self.target,
-                  sel, self.w, gbuf, lbuf, dfeat)
+        mlp_args = (C, coff, t.ri, t.rw, t.fr, t.fc, t.st, theta, self.layers, self.c,
+                    self.target, sel, self.w, gbuf, lbuf, dfeat)
+        # The adaptive rate pass is serial: it runs inside the synthesis
+        # kernel as one more job of its first worker, which gets fewer tiles.
+        weight = lam / (self.h * self.w)
+        rate_args = NO_RATE
+        if yrate.size and RATE_MODEL == "adaptive":
+            rate_args = (yrate, np.floor(self.lat + 0.5).astype(np.int64), self.offsets,
+                         self.dims, np.zeros(self.lat.size, np.float64), weight,
+                         np.zeros(1, np.float64))
+        self._balance.run(mlp_args, rate_args, ntiles)
         gtheta = gbuf.sum(axis=0)
         glat = np.zeros(self.lat.size, np.float64)
         latent_grad(dfeat, sel, t, self.offsets, self.dims, self.w, glat)
@@ -319,12 +321,11 @@ class Trainer:
             glat *= dyhat
         glogb = np.zeros_like(self.logb)
         bits = 0.0
-        if rate_job is not None:
-            bits = rate_job.result()
-            glat += grate
+        if rate_args is not NO_RATE:
+            bits = rate_args[6][0]
+            glat += rate_args[4]
         elif self.lat.size:
-            bits = _rate(yrate, self.offsets, self.dims, self.logb, glat, glogb,
-                         lam / (self.h * self.w))
+            bits = _rate(yrate, self.offsets, self.dims, self.logb, glat, glogb, weight)
         if soft:
             glat *= dys
         mse = lbuf.sum() / (sel.size * self.c)
@@ -343,34 +344,46 @@ class Trainer:
                            np.zeros_like(self.logb), 0.0))
 
 
-class _Done:
-    """The result of a call that already ran (the interface of a future)."""
+class _Balance:
+    """Splits the synthesis tiles between the workers of :func:`train._mlp_grad`.
 
-    def __init__(self, value):
-        self.value = value
-
-    def result(self):
-        return self.value
-
-
-_side = None
-
-
-def _beside(fn, *args):
-    """Start ``fn(*args)`` (a serial, GIL-free kernel) next to the caller's work.
-
-    With more than one numba thread the call runs on a side thread while the
-    caller launches the parallel kernels; with one thread it runs at once, so
-    a one-thread encode uses one core. The call writes only its own outputs,
-    so results are the same either way. Returns an object whose
-    ``result()`` waits for the value.
+    Worker 0 also runs the serial rate pass, so it gets fewer tiles: as many
+    as leave every worker the same time. The rate pass's cost, in tiles, is
+    measured now and then by running the two parts apart. The split changes
+    only the time: every tile and the rate pass write their own outputs.
     """
-    global _side
-    if numba.get_num_threads() < 2:
-        return _Done(fn(*args))
-    if _side is None:
-        _side = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nncodec-rate")
-    return _side.submit(fn, *args)
+
+    #: Measure on the first steps after the kernels are loaded (step 0
+    #: loads them), then again every EVERY steps; use the median of the last
+    #: few measurements (the machine's other load makes single ones noisy).
+    FIRST = (2, 3, 4)
+    EVERY = 100
+    KEEP = 5
+
+    def __init__(self):
+        self.rate_tiles = 0.0
+        self.calls = 0
+        self.measured = []
+
+    def run(self, mlp_args, rate_args, ntiles):
+        nw = numba.get_num_threads()
+        has_rate = rate_args[0].size > 0
+        self.calls += 1
+        if (has_rate and nw > 1
+                and (self.calls in self.FIRST or self.calls % self.EVERY == 0)):
+            # Both parts on one thread each, so that their costs compare as
+            # they will when they run side by side.
+            t0 = time.perf_counter()
+            _mlp_grad(*mlp_args, worker_bounds(ntiles, 1, 0.0), *NO_RATE)
+            t1 = time.perf_counter()
+            rate_args[6][0] = _rate_adaptive(*rate_args[:6])
+            t2 = time.perf_counter()
+            tile = (t1 - t0) / max(1, ntiles)
+            self.measured = self.measured[-(self.KEEP - 1):] + [(t2 - t1) / max(tile, 1e-9)]
+            self.rate_tiles = float(np.median(self.measured))
+            return
+        bounds = worker_bounds(ntiles, nw, self.rate_tiles if has_rate else 0.0)
+        _mlp_grad(*mlp_args, bounds, *rate_args)
 
 
 # ---------------------------------------------------------------------------

@@ -8,9 +8,10 @@ Shapes and dtypes:
     sel      int64[n]         indices (y * W + x) of the pixels of this step
 
 Parallelism: :func:`_mlp_grad` runs over fixed tiles of ``TILE`` pixels, each
-with its own gradient row, summed in tile order; the latent gradient is a
-gather (each output cell sums its own contributions in a fixed order). Results
-do not depend on the number of threads.
+with its own gradient row, summed in tile order, and its first worker also
+runs the serial rate pass; the latent gradient is a gather (each output cell
+sums its own contributions in a fixed order). Results do not depend on the
+number of threads nor on how the tiles are split between them.
 
 The rate proxy is the Laplace model of Balle et al. (ICLR 2018) with additive
 uniform noise as quantization proxy, then straight-through rounding (as in
@@ -37,108 +38,149 @@ _FRESH_PROBS = new_probs(LCTX)
 N_RATE_CTX = 8
 
 
-@pjit
-def _mlp_grad(C, coff, ri, rw, fr, fc, st, theta, layers, channels, target, sel, width,
+@njit
+def _mlp_tile(t, C, coff, ri, rw, fr, fc, st, theta, layers, channels, target, sel, width,
               gbuf, lbuf, dfeat):
-    """Forward and backward over the selected pixels.
+    """Forward and backward over tile ``t`` (``TILE`` selected pixels).
 
     ``C, coff`` are the column pass of the grids (:func:`field.column_pass`).
-    Writes per-tile parameter gradients to ``gbuf[t]`` (float64[T, P]), per-tile
-    squared-error sums to ``lbuf[t]`` and the gradient of the loss
-    (sum of squared RGB errors / (n * C)) w.r.t. each grid feature of each
-    selected pixel to ``dfeat[f, s]`` (float32[L * S, n]), for grid feature
-    ``f`` of pixel ``sel[s]``.
+    Writes the tile's parameter gradient to ``gbuf[t]`` (float64[P]), its
+    squared-error sum to ``lbuf[t]`` and the gradient of the loss (sum of
+    squared RGB errors / (n * C)) w.r.t. each grid feature of each of its
+    pixels to ``dfeat[f, s]`` (float32[L * S, n]), for grid feature ``f`` of
+    pixel ``sel[s]``.
 
-    Inside a tile, parameter gradients are accumulated per lane (one partial
-    sum per lane and parameter, so the lane loops vectorize without
-    reassociating a sum) and the lanes are added in order at the tile's end.
+    Parameter gradients are accumulated per lane (one partial sum per lane
+    and parameter, so the lane loops vectorize without reassociating a sum)
+    and the lanes are added in order at the tile's end.
     """
     n = sel.shape[0]
-    ntiles = (n + TILE - 1) // TILE
     nl = layers.shape[0]
     P = theta.shape[0]
     LS = coff.shape[1] * st.shape[0]
     ncols = fc.shape[0]
     maxw = _max_width(layers)
     scale = np.float32(2.0 / (n * channels))
-    for t in prange(ntiles):
-        Hb = np.zeros((nl + 1, maxw, BLOCK), np.float32)
-        Zb = np.zeros((nl, maxw, BLOCK), np.float32)
-        dZ = np.zeros((maxw, BLOCK), np.float32)
-        dH = np.zeros((maxw, BLOCK), np.float32)
-        G = np.zeros((P, BLOCK), np.float32)
-        rows = np.empty(BLOCK, np.int64)
-        cols = np.empty(BLOCK, np.int64)
-        rgb = np.zeros(3, np.float32)
-        loss = 0.0
-        end = min(n, (t + 1) * TILE)
-        for s0 in range(t * TILE, end, BLOCK):
-            nb = min(BLOCK, end - s0)
-            for b in range(nb):
-                p = sel[s0 + b]
-                rows[b] = p // width
-                cols[b] = p - rows[b] * width
-            _features_block(C, coff, ncols, ri, rw, fr, fc, st, rows, cols, nb, Hb[0])
-            _mlp_forward_block(theta, layers, Hb, Zb, nb)
-            # d loss / d output (YCoCg): transpose of the colour transform.
-            for b in range(nb):
-                p = sel[s0 + b]
-                _to_rgb(Zb[nl - 1], channels, b, rgb)
-                if channels == 1:
-                    e = rgb[0] - target[p, 0]
-                    loss += e * e
-                    dZ[0, b] = scale * e
-                else:
-                    e0 = rgb[0] - target[p, 0]
-                    e1 = rgb[1] - target[p, 1]
-                    e2 = rgb[2] - target[p, 2]
-                    loss += e0 * e0 + e1 * e1 + e2 * e2
-                    dZ[0, b] = scale * (e0 + e1 + e2)
-                    dZ[1, b] = scale * (e0 - e2)
-                    dZ[2, b] = scale * (-e0 + e1 - e2)
-            # Backward through the layers, last to first.
-            pend = P
-            for k in range(nl - 1, -1, -1):
-                no = layers[k, 0]
-                ni = layers[k, 1]
-                bb = pend - no
-                wb = bb - no * ni
+    Hb = np.zeros((nl + 1, maxw, BLOCK), np.float32)
+    Zb = np.zeros((nl, maxw, BLOCK), np.float32)
+    dZ = np.zeros((maxw, BLOCK), np.float32)
+    dH = np.zeros((maxw, BLOCK), np.float32)
+    G = np.zeros((P, BLOCK), np.float32)
+    rows = np.empty(BLOCK, np.int64)
+    cols = np.empty(BLOCK, np.int64)
+    rgb = np.zeros(3, np.float32)
+    loss = 0.0
+    end = min(n, (t + 1) * TILE)
+    for s0 in range(t * TILE, end, BLOCK):
+        nb = min(BLOCK, end - s0)
+        for b in range(nb):
+            p = sel[s0 + b]
+            rows[b] = p // width
+            cols[b] = p - rows[b] * width
+        _features_block(C, coff, ncols, ri, rw, fr, fc, st, rows, cols, nb, Hb[0])
+        _mlp_forward_block(theta, layers, Hb, Zb, nb)
+        # d loss / d output (YCoCg): transpose of the colour transform.
+        for b in range(nb):
+            p = sel[s0 + b]
+            _to_rgb(Zb[nl - 1], channels, b, rgb)
+            if channels == 1:
+                e = rgb[0] - target[p, 0]
+                loss += e * e
+                dZ[0, b] = scale * e
+            else:
+                e0 = rgb[0] - target[p, 0]
+                e1 = rgb[1] - target[p, 1]
+                e2 = rgb[2] - target[p, 2]
+                loss += e0 * e0 + e1 * e1 + e2 * e2
+                dZ[0, b] = scale * (e0 + e1 + e2)
+                dZ[1, b] = scale * (e0 - e2)
+                dZ[2, b] = scale * (-e0 + e1 - e2)
+        # Backward through the layers, last to first.
+        pend = P
+        for k in range(nl - 1, -1, -1):
+            no = layers[k, 0]
+            ni = layers[k, 1]
+            bb = pend - no
+            wb = bb - no * ni
+            for i in range(ni):
+                dh = dH[i]
+                for b in range(nb):
+                    dh[b] = 0.0
+            for o in range(no):
+                dz = dZ[o]
+                gb = G[bb + o]
+                for b in range(nb):
+                    gb[b] += dz[b]
+                row = wb + o * ni
                 for i in range(ni):
+                    w = theta[row + i]
+                    h = Hb[k, i]
+                    gw = G[row + i]
                     dh = dH[i]
                     for b in range(nb):
-                        dh[b] = 0.0
-                for o in range(no):
-                    dz = dZ[o]
-                    gb = G[bb + o]
+                        gw[b] += dz[b] * h[b]
+                        dh[b] += dz[b] * w
+            if k > 0:
+                for i in range(ni):
+                    dz = dZ[i]
+                    dh = dH[i]
+                    z = Zb[k - 1, i]
                     for b in range(nb):
-                        gb[b] += dz[b]
-                    row = wb + o * ni
-                    for i in range(ni):
-                        w = theta[row + i]
-                        h = Hb[k, i]
-                        gw = G[row + i]
-                        dh = dH[i]
-                        for b in range(nb):
-                            gw[b] += dz[b] * h[b]
-                            dh[b] += dz[b] * w
-                if k > 0:
-                    for i in range(ni):
-                        dz = dZ[i]
-                        dh = dH[i]
-                        z = Zb[k - 1, i]
-                        for b in range(nb):
-                            dz[b] = dh[b] if z[b] > 0.0 else np.float32(0.0)
-                pend = wb
-            for f in range(LS):
-                for b in range(nb):
-                    dfeat[f, s0 + b] = dH[f, b]
-        g = gbuf[t]
-        for j in range(P):
-            acc = 0.0
-            for b in range(BLOCK):
-                acc += G[j, b]
-            g[j] = acc
-        lbuf[t] = loss
+                        dz[b] = dh[b] if z[b] > 0.0 else np.float32(0.0)
+            pend = wb
+        for f in range(LS):
+            for b in range(nb):
+                dfeat[f, s0 + b] = dH[f, b]
+    g = gbuf[t]
+    for j in range(P):
+        acc = 0.0
+        for b in range(BLOCK):
+            acc += G[j, b]
+        g[j] = acc
+    lbuf[t] = loss
+
+
+@pjit
+def _mlp_grad(C, coff, ri, rw, fr, fc, st, theta, layers, channels, target, sel, width,
+              gbuf, lbuf, dfeat, bounds, yrate, q, offsets, dims, grate, weight, bits):
+    """Forward and backward over the selected pixels, and the rate pass.
+
+    One parallel iteration per worker: worker ``k`` runs the tiles
+    ``bounds[k]:bounds[k + 1]`` (see :func:`_mlp_tile`); worker 0 first runs
+    the serial rate pass :func:`_rate_adaptive` (``bits[0]`` and ``grate``),
+    unless ``yrate`` is empty. Every tile and the rate pass write their own
+    outputs, so the results do not depend on ``bounds``, which only balances
+    the workers' time.
+    """
+    for k in prange(bounds.shape[0] - 1):
+        if k == 0 and yrate.shape[0]:
+            bits[0] = _rate_adaptive(yrate, q, offsets, dims, grate, weight)
+        for t in range(bounds[k], bounds[k + 1]):
+            _mlp_tile(t, C, coff, ri, rw, fr, fc, st, theta, layers, channels, target, sel,
+                      width, gbuf, lbuf, dfeat)
+
+
+#: The rate arguments of :func:`_mlp_grad` that skip the rate pass.
+NO_RATE = (np.empty(0, np.float32), np.empty(0, np.int64), np.zeros(1, np.int64),
+           np.zeros((0, 2), np.int64), np.empty(0, np.float64), 0.0, np.zeros(1, np.float64))
+
+
+def worker_bounds(ntiles: int, workers: int, rate_tiles: float) -> np.ndarray:
+    """Tile ranges of the workers when worker 0 also does ``rate_tiles`` tiles' work.
+
+    Worker 0 gets the number of tiles that makes the busiest worker's load
+    smallest; the others share the rest evenly.
+    """
+    if workers <= 1:
+        return np.array([0, ntiles], np.int64)
+    others = workers - 1
+
+    def load(k):
+        return max(rate_tiles + k, -(-(ntiles - k) // others))
+
+    first = min(range(ntiles + 1), key=load)
+    rest = ntiles - first
+    return np.array([0] + [first + rest * k // others for k in range(workers)], np.int64)
 
 
 @njit
@@ -437,8 +479,9 @@ def _rate_adaptive(yhat, q, offsets, dims, glat, weight):
 
     Adds ``weight * d bits / d y`` into ``glat``; returns total bits. Serial
     (the adaptation is a chain through each grid, and the finest grid holds
-    three quarters of the latents), with no GIL: the encoder runs it beside
-    the parallel synthesis kernels. Grid totals are summed in order.
+    three quarters of the latents): :func:`_mlp_grad` runs it as one job of
+    its first worker, beside the synthesis tiles. Grid totals are summed in
+    order.
     """
     L = dims.shape[0]
     lev_bits = np.zeros(L, np.float64)
