@@ -396,15 +396,23 @@ def shard(files: list, spec: str | None, ap) -> list:
 def merge_docs(paths, tag: str) -> tuple[dict, list[dict]]:
     """Read result JSON files (shards of one run, or runs of other settings).
 
-    Returns ``(doc, docs)``: ``doc`` has the first file's header, ``tag``, the
-    sources, the union of images, all results, and whether every run completed.
+    Returns ``(doc, docs)``: ``doc`` has the last file's header, ``tag``, the
+    sources, the union of images, the results and whether every run
+    completed. A later file's record replaces an earlier one for the same
+    image, codec and budget, so a new run at some budgets can be merged over
+    an older report (say so where the report is quoted).
     """
     docs = [json.loads(Path(p).read_text()) for p in paths]
-    doc = dict(docs[0])
+    doc = dict(docs[-1])
     doc["tag"] = tag
     doc["merged_from"] = [str(p) for p in paths]
     doc["images"] = sorted({name for d in docs for name in d["images"]})
-    doc["results"] = [r for d in docs for r in d["results"]]
+    results = {}
+    for d in docs:
+        for r in d["results"]:
+            results.pop((r["image"], r["codec"], int(r["budget"])), None)
+            results[(r["image"], r["codec"], int(r["budget"]))] = r
+    doc["results"] = list(results.values())
     doc["complete"] = all(d.get("complete") for d in docs)
     doc["elapsed_s"] = max(d.get("elapsed_s", 0) for d in docs)
     return doc, docs

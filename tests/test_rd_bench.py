@@ -38,3 +38,30 @@ def test_bd_rate_of_a_better_curve_is_negative_and_antisymmetric(rd):
 def test_bd_rate_without_overlap_is_none(rd):
     assert rd.bd_rate(RATES, PSNRS, RATES, PSNRS + 20.0) is None
     assert rd.bd_rate(RATES[:1], PSNRS[:1], RATES[:1], PSNRS[:1]) is None
+
+
+def test_merge_keeps_the_later_record_of_an_image_codec_and_budget(rd, tmp_path):
+    """A newer run at one budget merged over an older report replaces that
+    budget's records and keeps the others."""
+    import json
+
+    def rec(image, codec, budget, psnr):
+        return {"image": image, "codec": codec, "budget": budget, "psnr": psnr}
+
+    old = {"tag": "old", "images": ["a.png", "b.png"], "budgets": [2048, 16384],
+           "codecs": ["nncodec", "avif"], "complete": True,
+           "results": [rec("a.png", "nncodec", 2048, 24.0), rec("a.png", "nncodec", 16384, 29.0),
+                       rec("b.png", "nncodec", 16384, 30.0), rec("a.png", "avif", 16384, 31.0)]}
+    new = {"tag": "new", "images": ["a.png"], "budgets": [16384], "codecs": ["nncodec", "avif"],
+           "complete": True,
+           "results": [rec("a.png", "nncodec", 16384, 29.8), rec("a.png", "avif", 16384, 31.0)]}
+    paths = []
+    for name, d in (("old", old), ("new", new)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(d))
+    doc, _ = rd.B.merge_docs(paths, "merged")
+    got = {(r["image"], r["codec"], r["budget"]): r["psnr"] for r in doc["results"]}
+    assert got == {("a.png", "nncodec", 2048): 24.0, ("a.png", "nncodec", 16384): 29.8,
+                   ("b.png", "nncodec", 16384): 30.0, ("a.png", "avif", 16384): 31.0}
+    assert doc["tag"] == "merged" and doc["images"] == ["a.png", "b.png"]
+    assert doc["merged_from"] == [str(p) for p in paths]
