@@ -282,6 +282,11 @@ def test_choose_spec_grows_with_budget():
     for s in (small, big):
         assert s.first_level + s.n_levels <= 7
         assert min(s.level_dims()[-1]) >= 1
+    # The finest grid refines 1:4 -> 1:2 -> 1:1 as the bits per pixel grow.
+    firsts = [encoder.choose_spec(768, 512, 3, b).first_level for b in (2048, 8192, 16384)]
+    assert firsts == [2, 1, 0]
+    full = encoder.choose_spec(768, 512, 3, 16384)
+    assert full.level_dims()[0] == (512, 768) and full.n_levels == 7
 
 
 # ---------------------------------------------------------------------------
