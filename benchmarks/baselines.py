@@ -410,8 +410,9 @@ def merge_docs(paths, tag: str) -> tuple[dict, list[dict]]:
     results = {}
     for d in docs:
         for r in d["results"]:
-            results.pop((r["image"], r["codec"], int(r["budget"])), None)
-            results[(r["image"], r["codec"], int(r["budget"]))] = r
+            key = (r["image"], r["codec"], int(r["budget"]))
+            results.pop(key, None)  # the later record takes the later place
+            results[key] = r
     doc["results"] = list(results.values())
     doc["complete"] = all(d.get("complete") for d in docs)
     doc["elapsed_s"] = max(d.get("elapsed_s", 0) for d in docs)

@@ -294,7 +294,8 @@ class Trainer:
             yhat, dyhat = _soft_round(ynoisy, alpha)
         else:
             yhat = self.lat + self.rng.uniform(-0.5, 0.5, self.lat.size).astype(np.float32)
-        yrate = NO_RATE[0]
+        weight = lam / (self.h * self.w)
+        rate_args = NO_RATE
         if self.lat.size:
             # With hard rounding the rate is still taken at noisy latents: at
             # an integer its straight-through gradient would vanish and let
@@ -303,6 +304,13 @@ class Trainer:
             yrate = ynoisy if soft else yhat
             if hard:
                 yrate = self.lat + self.rng.uniform(-0.5, 0.5, self.lat.size).astype(np.float32)
+            if RATE_MODEL == "adaptive":
+                # The adaptive rate pass is serial: it runs inside the
+                # synthesis kernel as one more job of its first worker, which
+                # gets fewer tiles.
+                rate_args = (yrate, np.floor(self.lat + 0.5).astype(np.int64), self.offsets,
+                             self.dims, np.zeros(self.lat.size, np.float64), weight,
+                             np.zeros(1, np.float64))
         ntiles = (sel.size + TILE - 1) // TILE
         gbuf = np.zeros((ntiles, self.theta.size), np.float64)
         lbuf = np.zeros(ntiles, np.float64)
@@ -311,14 +319,6 @@ class Trainer:
         C, coff = column_pass(yhat, self.offsets, self.dims, t)
         mlp_args = (C, coff, t.ri, t.rw, t.fr, t.fc, t.st, theta, self.layers, self.c,
                     self.target, sel, self.w, gbuf, lbuf, dfeat)
-        # The adaptive rate pass is serial: it runs inside the synthesis
-        # kernel as one more job of its first worker, which gets fewer tiles.
-        weight = lam / (self.h * self.w)
-        rate_args = NO_RATE
-        if yrate.size and RATE_MODEL == "adaptive":
-            rate_args = (yrate, np.floor(self.lat + 0.5).astype(np.int64), self.offsets,
-                         self.dims, np.zeros(self.lat.size, np.float64), weight,
-                         np.zeros(1, np.float64))
         self._balance.run(mlp_args, rate_args, ntiles)
         gtheta = gbuf.sum(axis=0)
         glat = np.zeros(self.lat.size, np.float64)
@@ -373,7 +373,7 @@ class _Balance:
 
     def run(self, mlp_args, rate_args, ntiles):
         nw = numba.get_num_threads()
-        has_rate = rate_args[0].size > 0
+        has_rate = rate_args is not NO_RATE
         self.calls += 1
         if (has_rate and nw > 1
                 and (self.calls in self.FIRST or self.calls % self.EVERY == 0)):
