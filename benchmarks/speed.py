@@ -8,7 +8,9 @@ cache are what the row says:
   and of the interpreter start alone for reference.
 - ``compile``: first encode + decode in a process whose kernel cache
   directory is empty (numba compiles every kernel), minus the same work in a
-  process with the cache filled; reported once per run.
+  process with the cache filled; medians of ``--compile-runs``. Measured as
+  shipped (the encoder compiles the coding kernels in a helper process, see
+  ``nncodec._warm``) and with ``NNCODEC_NO_WARM_HELPER=1`` (all in one process).
 - ``encode <preset>``: ``nncodec.encode`` of the image at the budget, after a
   warm-up encode of a tiny image (kernels loaded), median of ``--runs``.
 - ``decode 1x`` / ``decode x4``: ``nncodec.decode`` in-process after a warm-up,
@@ -111,9 +113,10 @@ def _env(threads: int | None = None, cache_dir: str | None = None) -> dict:
     return env
 
 
-def run_worker(args: dict, threads=None, cache_dir=None) -> dict:
+def run_worker(args: dict, threads=None, cache_dir=None, extra_env=None) -> dict:
+    env = dict(_env(threads, cache_dir), **(extra_env or {}))
     proc = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(args)],
-                          env=_env(threads, cache_dir), capture_output=True, text=True)
+                          env=env, capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
@@ -156,6 +159,8 @@ def main(argv=None) -> int:
     ap.add_argument("--decode-runs", type=int, default=9)
     ap.add_argument("--skip-threads", action="store_true")
     ap.add_argument("--skip-compile", action="store_true")
+    ap.add_argument("--compile-runs", type=int, default=3,
+                    help="cold-cache processes per variant (with and without the helper)")
     ap.add_argument("--huge", type=int, default=8192,
                     help="side of the square render whose peak memory is measured (0: skip)")
     ap.add_argument("--out", default=None)
@@ -203,14 +208,24 @@ def main(argv=None) -> int:
               f"grew {(peak - base) / 2**20:.0f} MB", flush=True)
 
     if not a.skip_compile:
-        cold = tempfile.mkdtemp(prefix="nnspeed-cache-")
         w = {"image": a.image, "budget": budget, "preset": "fast", "runs": 1, "decode_runs": 1,
              "warm": False}
-        t_cold = run_worker(w, cache_dir=cold)["process_s"]
-        t_warm = run_worker(w, cache_dir=cold)["process_s"]
-        rows["compile_s"] = t_cold - t_warm
-        print(f"compile {rows['compile_s']:.1f} s (cold process {t_cold:.1f} s, warm "
-              f"{t_warm:.1f} s)", flush=True)
+        cold, serial, warm = [], [], []
+        for _ in range(a.compile_runs):
+            # As shipped (the encoder starts the cold-cache helper), then with
+            # the helper disabled: every kernel compiled in the encoding process.
+            d = tempfile.mkdtemp(prefix="nnspeed-cache-")
+            cold.append(run_worker(w, cache_dir=d)["process_s"])
+            warm.append(run_worker(w, cache_dir=d)["process_s"])
+            d = tempfile.mkdtemp(prefix="nnspeed-cache-")
+            serial.append(run_worker(w, cache_dir=d,
+                                     extra_env={"NNCODEC_NO_WARM_HELPER": "1"})["process_s"])
+        rows["compile_s"] = med(cold) - med(warm)
+        rows["compile_serial_s"] = med(serial) - med(warm)
+        rows["compile_runs"] = {"cold": cold, "cold_no_helper": serial, "warm": warm}
+        print(f"compile {rows['compile_s']:.1f} s, {rows['compile_serial_s']:.1f} s without the "
+              f"helper process (medians of {a.compile_runs}: cold process {med(cold):.1f} s, "
+              f"without helper {med(serial):.1f} s, warm {med(warm):.1f} s)", flush=True)
 
     for preset in a.presets.split(","):
         r = run_worker({"image": a.image, "budget": budget, "preset": preset, "runs": a.runs,
@@ -272,7 +287,8 @@ def table(doc: dict) -> str:
                      f"memory +{h['peak_rss_over_start_mb']:.0f} MB for a {h['output_mb']:.0f} MB "
                      f"output |")
     if "compile_s" in rows:
-        lines.append(f"| kernel compile (first run, empty cache) | {rows['compile_s']:.1f} s |")
+        lines.append(f"| kernel compile (first run, empty cache) | {rows['compile_s']:.1f} s "
+                     f"({rows['compile_serial_s']:.1f} s without the helper process) |")
     lines.append(f"| `import nncodec` (in a fresh interpreter) | {1000 * rows['import_s']:.0f} ms "
                  f"(interpreter start alone: {1000 * rows['python_start_s']:.0f} ms) |")
     lines.append(f"| `nncodec decode` whole process | {rows['cli_decode_s']:.2f} s |")

@@ -31,8 +31,9 @@ statistics and progress go to stderr, so -o - keeps stdout for the file alone.
 
 
 def _kernels_cached() -> bool:
-    cache = Path(__file__).with_name("__pycache__")
-    return cache.is_dir() and any(cache.glob("train.*.nbi")) and any(cache.glob("field.*.nbi"))
+    from ._warm import cached, coding_kernels, training_kernels
+
+    return cached(training_kernels() + coding_kernels())
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -212,7 +213,7 @@ def _write_frames(directory: str, recorder) -> None:
 
 def _say_if_compiling(args) -> None:
     if not args.quiet and not _kernels_cached():
-        print("nncodec: compiling kernels (first run only, about half a minute; cached afterwards)",
+        print("nncodec: compiling kernels (first run only, about 15 s; cached afterwards)",
               file=sys.stderr)
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from . import format as fmt
+from . import _warm, format as fmt
 from .decoder import decode, dequantize, param_steps
 from .entropy import encode_payload
 from .errors import BudgetError, InputError
@@ -622,6 +622,7 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
             break
     log.info("model: %s", spec)
 
+    _warm.start_helper()
     tr = Trainer(spec, img, seed)
     lam = _initial_lambda(model_bytes * 8.0 / (h * w))
     target_bytes = len(metadata) + FILL_TARGET * model_bytes
