@@ -275,6 +275,25 @@ def adam_step(p, g, m, v, lr, b1, b2, eps, t):
     return p - lr * mhat / (np.sqrt(vhat) + eps), m, v
 
 
+def soft_round(y, alpha: float):
+    """Soft rounding (Agustsson and Theis 2020) of an array, and its derivative:
+    s(y) = m + 1/2 + tanh(alpha r) / (2 tanh(alpha / 2)), m = floor(y),
+    r = y - m - 1/2."""
+    y = np.asarray(y, np.float64)
+    m = np.floor(y)
+    t = np.tanh(alpha * (y - m - 0.5))
+    k = 0.5 / math.tanh(0.5 * alpha)
+    return m + 0.5 + k * t, alpha * k * (1.0 - t * t)
+
+
+def splitmix64(z: int) -> int:
+    """SplitMix64's output function (Steele, Lea and Flood 2014)."""
+    m = 2 ** 64
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9 % m
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EB % m
+    return z ^ (z >> 31)
+
+
 def psnr(a, b) -> float:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)

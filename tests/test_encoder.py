@@ -322,12 +322,10 @@ def test_encode_with_each_stencil(images, monkeypatch, stencil):
 def test_hard_phase_rate_is_taken_at_noisy_latents(images, name, model, monkeypatch):
     """With hard rounding the MLP sees rounded latents, but the rate model keeps
     the noise proxy of the first phase: it is evaluated at ``lat + U(-1/2, 1/2)``
-    (noise drawn from the trainer's generator), neither at the rounded nor at
+    (the trainer's next noise draw), neither at the rounded nor at
     the bare continuous latents. The adaptive model takes its contexts and
     probabilities from the rounded latents."""
-    import copy
-
-    from nncodec.train import _rate, _rate_adaptive
+    from nncodec.train import _rate, _rate_adaptive, noise_key, uniform_noise
 
     monkeypatch.setattr(encoder, "RATE_MODEL", model)
     img = images[name]
@@ -342,7 +340,7 @@ def test_hard_phase_rate_is_taken_at_noisy_latents(images, name, model, monkeypa
     logb = tr.logb.copy()
     sel = tr.sample(1.0)
     assert sel.size == h * w  # small image: no random selection
-    noise = copy.deepcopy(tr.rng).uniform(-0.5, 0.5, lat.size).astype(np.float32)
+    noise = uniform_noise(noise_key(0, tr.noise_draws), lat.size)
     _, bits = tr.step(sel, 0.01, True, 1e-3, 1e-3)
     q = np.floor(lat + 0.5).astype(np.int64)
     if model == "adaptive":
@@ -354,7 +352,8 @@ def test_hard_phase_rate_is_taken_at_noisy_latents(images, name, model, monkeypa
             return naive.rate_total(spec, y.astype(np.float64), logb)
     want = total(lat + noise)
     assert bits == pytest.approx(want, rel=1e-5)
-    assert min(abs(want - total(q)), abs(want - total(lat))) > 1.0  # tells them apart
+    # The alternatives differ by more than five times the tolerance above.
+    assert min(abs(want - total(q)), abs(want - total(lat))) > 5e-5 * want
     if model == "laplace":
         glat, glogb = np.zeros(lat.size), np.zeros_like(logb)
         assert _rate(lat + noise, tr.offsets, tr.dims, logb, glat, glogb, 1.0) == (
@@ -397,27 +396,75 @@ def test_estimates_agree_with_the_file(photo_crop, budget):
 
 
 def test_soft_round_limits_and_derivative():
-    from nncodec.encoder import _soft_round
-
-    y = np.linspace(-3.2, 3.2, 1001).astype(np.float32)
+    """The definition (tests/naive.py) behaves as the encoder relies on."""
+    y = np.linspace(-3.2, 3.2, 1001)
     # alpha -> 0: the identity; alpha large: rounding (away from the .5 steps).
-    s, ds = _soft_round(y, 1e-3)
+    s, ds = naive.soft_round(y, 1e-3)
     assert np.allclose(s, y, atol=1e-4) and np.allclose(ds, 1.0, atol=1e-4)
-    s, _ = _soft_round(y, 60.0)
+    s, _ = naive.soft_round(y, 60.0)
     away = np.abs(y - np.floor(y) - 0.5) > 0.1
     assert np.allclose(s[away], np.floor(y[away] + 0.5), atol=1e-4)
     # Continuous at the integers (where floor jumps) and monotone.
     for alpha in (3.0, 10.0):
         e = 1e-4
         k = np.arange(-3, 4).astype(np.float64)
-        lo, _ = _soft_round(k - e, alpha)
-        hi, _ = _soft_round(k + e, alpha)
+        lo, _ = naive.soft_round(k - e, alpha)
+        hi, _ = naive.soft_round(k + e, alpha)
         assert np.allclose(lo, hi, atol=1e-3) and np.allclose(hi, k, atol=1e-3)
-        s, ds = _soft_round(y.astype(np.float64), alpha)
+        s, ds = naive.soft_round(y, alpha)
         assert np.all(np.diff(s) >= 0)
-        yd = y.astype(np.float64)
-        fd = (_soft_round(yd + 1e-5, alpha)[0] - _soft_round(yd - 1e-5, alpha)[0]) / 2e-5
+        fd = (naive.soft_round(y + 1e-5, alpha)[0] - naive.soft_round(y - 1e-5, alpha)[0]) / 2e-5
         assert np.allclose(ds, fd, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("alpha", [2.0, 10.0])
+def test_latent_inputs_kernel_matches_definitions(alpha):
+    """The fused per-step kernel: noise, soft rounding and hard rounding of the
+    latents, against the float64 definitions (float32 accuracy)."""
+    from nncodec.train import HARD, NOISE, SOFT, latent_inputs, noise_key, uniform_noise
+
+    rng = np.random.default_rng(5)
+    lat = (rng.normal(0.0, 2.0, 20_000)).astype(np.float32)
+    lat[:8] = [-1.5, -0.5, 0.5, 1.5, 2.0, -2.0, 0.0, 2.5]  # ties round up
+    key = noise_key(7, 3)
+    u32 = uniform_noise(key, lat.size)
+    lat64 = lat.astype(np.float64)
+    for mode in (NOISE, SOFT, HARD):
+        yhat, yrate, dyhat, dys, q = latent_inputs(lat, key, mode, alpha)
+        assert np.array_equal(q, np.floor(lat64 + 0.5).astype(np.int64))
+        if mode == NOISE:
+            assert np.array_equal(yhat, lat + u32) and np.array_equal(yrate, lat + u32)
+        elif mode == HARD:
+            assert np.array_equal(yhat, q.astype(np.float32))
+            assert np.array_equal(yrate, lat + u32)
+        else:
+            s, ds = naive.soft_round(lat64, alpha)
+            assert np.allclose(dys, ds, rtol=1e-5, atol=1e-5)
+            assert np.allclose(yrate, s + u32, rtol=0, atol=4e-6 * (1 + np.abs(s)))
+            sh, dsh = naive.soft_round(yrate.astype(np.float64), alpha)
+            assert np.allclose(yhat, sh, rtol=0, atol=4e-6 * (1 + np.abs(sh)))
+            assert np.allclose(dyhat, dsh, rtol=1e-5, atol=1e-5)
+
+
+def test_latent_noise_is_uniform_and_counter_based():
+    """The latents' noise: SplitMix64 of the key plus the index times the
+    golden ratio, top 24 bits, as float32 in [-1/2, 1/2); each draw of a run
+    a fresh key."""
+    from nncodec.train import noise_key, uniform_noise
+
+    key = noise_key(0, 0)
+    u = uniform_noise(key, 200_000)
+    for i in (0, 1, 12345):
+        z = naive.splitmix64((int(key) + (i + 1) * 0x9E3779B97F4A7C15) % 2 ** 64)
+        assert u[i] == np.float32((z >> 40) / 2.0 ** 24 - 0.5)
+    assert u.dtype == np.float32 and u.min() >= -0.5 and u.max() < 0.5
+    assert abs(u.mean()) < 0.003 and u.var() == pytest.approx(1 / 12, rel=0.01)
+    hist = np.histogram(u, bins=20, range=(-0.5, 0.5))[0]
+    assert hist.min() > 0.95 * u.size / 20 and hist.max() < 1.05 * u.size / 20
+    keys = {int(noise_key(s, c)) for s in (0, 1, 2) for c in range(50)}
+    assert len(keys) == 150
+    v = uniform_noise(noise_key(0, 1), u.size)
+    assert abs(np.corrcoef(u, v)[0, 1]) < 0.01 and abs(np.corrcoef(u[1:], u[:-1])[0, 1]) < 0.01
 
 
 @pytest.mark.parametrize("alpha", [0.0, 4.0])
@@ -435,11 +482,11 @@ def test_soft_rounding_gradient_matches_finite_differences(images, alpha):
     tr.lat[:] = rng.normal(0.0, 1.5, tr.lat.size).astype(np.float32)
     sel = tr.sample(1.0)
     lam = 0.02
-    state = copy.deepcopy(tr.rng)
+    draws = tr.noise_draws
 
     def loss(lat):
         tr.lat[:] = lat
-        tr.rng = copy.deepcopy(state)
+        tr.noise_draws = draws  # the same noise every time
         mse, bits, _, glat, _ = tr.gradients(sel, lam, False, None, alpha)
         return mse + lam * bits / (h * w), glat
 

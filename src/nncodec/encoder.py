@@ -32,7 +32,8 @@ from .entropy import encode_payload
 from .errors import BudgetError, InputError
 from .field import ModelSpec, column_pass, level_table, layer_table, make_taps, render
 from .progress import TrainingProgress
-from .train import (N_RATE_CTX, NO_RATE, Adam, _mlp_grad, _rate, _rate_adaptive, latent_grad,
+from .train import (HARD, N_RATE_CTX, NO_RATE, NOISE, SOFT, Adam, _latent_grad_finish,
+                    _mlp_grad, _rate, _rate_adaptive, latent_grad, latent_inputs, noise_key,
                     worker_bounds)
 from ._jit import TILE
 
@@ -217,6 +218,10 @@ class Trainer:
         self.c = spec.channels
         self.target = np.ascontiguousarray(img.reshape(-1, self.c), dtype=np.float32) / 255.0
         self.rng = np.random.default_rng(seed)
+        self.seed = seed
+        #: Noise draws so far: the latents' noise is counter-based (a
+        #: function of the seed, this count and the latent's index).
+        self.noise_draws = 0
         self.taps = make_taps(spec, self.w, self.h)
         self.offsets, self.dims = level_table(spec)
         self.layers = layer_table(spec)
@@ -238,6 +243,11 @@ class Trainer:
             b = _to_ycocg_mean(img.reshape(self.h, self.w, -1) / 255.0) if last else np.zeros(o)
             parts.append(np.asarray(b, dtype=np.float64))
         return np.concatenate(parts).astype(np.float32)
+
+    def next_noise_key(self) -> np.uint64:
+        """Key of the next draw of latent noise (see :func:`train.uniform_noise`)."""
+        self.noise_draws += 1
+        return noise_key(self.seed, self.noise_draws - 1)
 
     def sample(self, fraction: float) -> np.ndarray:
         """One random pixel of each block of ``1 / fraction`` consecutive pixels.
@@ -284,33 +294,23 @@ class Trainer:
         theta = self.theta
         if steps is not None:
             theta = _quantize_theta(self.spec, self.theta, steps[0], steps[1])[1]
-        soft = not hard and alpha > 0.0 and self.lat.size
-        if hard:
-            yhat = np.floor(self.lat + 0.5).astype(np.float32)
-        elif soft:
-            # Soft rounding: the rate sees s(y) + u, the synthesis s(s(y) + u).
-            ys, dys = _soft_round(self.lat, alpha)
-            ynoisy = ys + self.rng.uniform(-0.5, 0.5, self.lat.size).astype(np.float32)
-            yhat, dyhat = _soft_round(ynoisy, alpha)
-        else:
-            yhat = self.lat + self.rng.uniform(-0.5, 0.5, self.lat.size).astype(np.float32)
+        n = self.lat.size
+        mode = HARD if hard else SOFT if alpha > 0.0 and n else NOISE
+        # The synthesis sees yhat, the rate yrate. With hard rounding the rate
+        # is still taken at noisy latents: at an integer its straight-through
+        # gradient would vanish and let small latents escape zero, and at the
+        # bare continuous latents the pull to zero changes abruptly and
+        # empties the budget.
+        yhat, yrate, dyhat, dys, q = latent_inputs(self.lat, self.next_noise_key(), mode, alpha)
         weight = lam / (self.h * self.w)
+        grate = np.zeros(n, np.float64)
         rate_args = NO_RATE
-        if self.lat.size:
-            # With hard rounding the rate is still taken at noisy latents: at
-            # an integer its straight-through gradient would vanish and let
-            # small latents escape zero, and at the bare continuous latents
-            # the pull to zero changes abruptly and empties the budget.
-            yrate = ynoisy if soft else yhat
-            if hard:
-                yrate = self.lat + self.rng.uniform(-0.5, 0.5, self.lat.size).astype(np.float32)
-            if RATE_MODEL == "adaptive":
-                # The adaptive rate pass is serial: it runs inside the
-                # synthesis kernel as one more job of its first worker, which
-                # gets fewer tiles.
-                rate_args = (yrate, np.floor(self.lat + 0.5).astype(np.int64), self.offsets,
-                             self.dims, np.zeros(self.lat.size, np.float64), weight,
-                             np.zeros(1, np.float64))
+        if n and RATE_MODEL == "adaptive":
+            # The adaptive rate pass is serial: it runs inside the synthesis
+            # kernel as one more job of its first worker, which gets fewer
+            # tiles.
+            rate_args = (yrate, q, self.offsets, self.dims, grate, weight,
+                         np.zeros(1, np.float64))
         ntiles = (sel.size + TILE - 1) // TILE
         gbuf = np.zeros((ntiles, self.theta.size), np.float64)
         lbuf = np.zeros(ntiles, np.float64)
@@ -321,22 +321,18 @@ class Trainer:
                     self.target, sel, self.w, gbuf, lbuf, dfeat)
         self._balance.run(mlp_args, rate_args, ntiles)
         gtheta = gbuf.sum(axis=0)
-        glat = np.zeros(self.lat.size, np.float64)
+        glat = np.zeros(n, np.float64)
         latent_grad(dfeat, sel, t, self.offsets, self.dims, self.w, glat)
-        if soft:
-            glat *= dyhat
         glogb = np.zeros_like(self.logb)
         bits = 0.0
         if rate_args is not NO_RATE:
             bits = rate_args[6][0]
-            glat += rate_args[4]
-        elif self.lat.size:
-            bits = _rate(yrate, self.offsets, self.dims, self.logb, glat, glogb, weight)
-        if soft:
-            glat *= dys
+        elif n:
+            bits = _rate(yrate, self.offsets, self.dims, self.logb, grate, glogb, weight)
+        if n:
+            _latent_grad_finish(glat, mode, dyhat, dys, grate)
         mse = lbuf.sum() / (sel.size * self.c)
         return float(mse), float(bits), gtheta, glat, glogb
-
 
     def rate_at_rounded(self) -> float:
         """The rate proxy's bits for the rounded latents (no gradient step)."""
@@ -394,20 +390,6 @@ class _Balance:
 
 # ---------------------------------------------------------------------------
 # Quantization and packing.
-
-
-def _soft_round(y: np.ndarray, alpha: float):
-    """Soft rounding s(y) (Agustsson and Theis 2020) and its derivative.
-
-    s(y) = m + 1/2 + tanh(alpha r) / (2 tanh(alpha / 2)), with m = floor(y) and
-    r = y - m - 1/2: the identity as alpha -> 0, rounding as alpha -> inf.
-    """
-    m = np.floor(y)
-    t = np.tanh(alpha * (y - m - 0.5))
-    k = 0.5 / math.tanh(0.5 * alpha)
-    s = (m + 0.5 + k * t).astype(y.dtype, copy=False)
-    ds = (alpha * k * (1.0 - t * t)).astype(y.dtype, copy=False)
-    return s, ds
 
 
 def _default_steps(spec: ModelSpec, theta: np.ndarray) -> tuple[list[int], list[int]]:

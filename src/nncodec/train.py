@@ -532,12 +532,155 @@ def _rate_adaptive(yhat, q, offsets, dims, glat, weight):
     return total
 
 
+# ---------------------------------------------------------------------------
+# Per-step latent inputs and updates: elementwise, one parallel pass each.
+
+#: Modes of :func:`latent_inputs`.
+NOISE, SOFT, HARD = 0, 1, 2
+
+_M64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _splitmix(z: int) -> int:
+    """The SplitMix64 output function (Steele, Lea and Flood 2014), on Python ints."""
+    z &= _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def noise_key(seed: int, counter: int) -> np.uint64:
+    """Key of the ``counter``-th noise draw of a training run seeded ``seed``."""
+    return np.uint64(_splitmix(_splitmix(seed * _GOLDEN + 0x6E6E636F) + counter * _GOLDEN))
+
+
 @njit
+def _uniform(key, i):
+    """Noise value ``i`` of draw ``key``: uniform on [-1/2, 1/2), 24 bits, float32.
+
+    SplitMix64 of ``key + (i + 1) * golden``: a counter-based generator, so
+    every value is a function of its index and a parallel loop draws the
+    same noise whatever the number of threads.
+    """
+    z = key + np.uint64(i + 1) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return np.float32(np.int64(z >> np.uint64(40))) * np.float32(2.0 ** -24) - np.float32(0.5)
+
+
+@pjit
+def _fill_uniform(key, out):
+    for i in prange(out.shape[0]):
+        out[i] = _uniform(key, i)
+
+
+def uniform_noise(key, n: int) -> np.ndarray:
+    """The noise :func:`latent_inputs` draws with ``key``, float32[n]."""
+    out = np.empty(n, np.float32)
+    _fill_uniform(np.uint64(key), out)
+    return out
+
+
+def latent_inputs(lat, key, mode: int, alpha: float = 0.0):
+    """What one training step feeds the synthesis and the rate, per latent.
+
+    ``u`` is uniform noise in [-1/2, 1/2) drawn with ``key`` (see
+    :func:`uniform_noise`). Returns ``(yhat, yrate, dyhat, dys, q)``, float32
+    but ``q`` = round(y) (int64, halves up). NOISE: the synthesis and the
+    rate see y + u. SOFT: the rate sees s(y) + u and the synthesis
+    s(s(y) + u), with ``dys`` = s'(y) and ``dyhat`` = s'(s(y) + u), where s is
+    soft rounding (Agustsson and Theis 2020; ``alpha`` > 0): s(y) = m + 1/2 +
+    k tanh(alpha r), s'(y) = alpha k (1 - tanh(alpha r)^2), m = floor(y),
+    r = y - m - 1/2, k = 1 / (2 tanh(alpha / 2)). HARD: the synthesis sees
+    round(y), the rate y + u.
+
+    Everything is float32 arithmetic, elementwise, in parallel kernels; the
+    two tanh passes are NumPy's (vectorized, far faster than a scalar libm
+    call per latent).
+    """
+    n = lat.shape[0]
+    key = np.uint64(key)
+    yhat, yrate, dyhat, dys = (np.empty(n, np.float32) for _ in range(4))
+    q = np.empty(n, np.int64)
+    if mode != SOFT:
+        _noisy_or_rounded(lat, key, mode == HARD, yhat, yrate, q)
+        return yhat, yrate, dyhat, dys, q
+    k = 0.5 / math.tanh(0.5 * alpha)
+    a, k32, ak = np.float32(alpha), np.float32(k), np.float32(alpha * k)
+    t = np.empty(n, np.float32)
+    _soft_arg(lat, a, t)
+    np.tanh(t, out=t)
+    _soft_first(lat, t, key, a, k32, ak, dys, yrate, q)  # t becomes the second argument
+    np.tanh(t, out=t)
+    _soft_second(yrate, t, k32, ak, yhat, dyhat)
+    return yhat, yrate, dyhat, dys, q
+
+
+@pjit
+def _noisy_or_rounded(lat, key, hard, yhat, yrate, q):
+    half = np.float32(0.5)
+    for i in prange(lat.shape[0]):
+        y = lat[i]
+        r = np.floor(y + half)
+        q[i] = np.int64(r)
+        yn = y + _uniform(key, i)
+        yrate[i] = yn
+        yhat[i] = r if hard else yn
+
+
+@pjit
+def _soft_arg(y, a, t):
+    """t = a (y - floor(y) - 1/2), the argument of the soft rounding's tanh."""
+    for i in prange(y.shape[0]):
+        t[i] = a * (y[i] - np.floor(y[i]) - np.float32(0.5))
+
+
+@pjit
+def _soft_first(lat, t, key, a, k, ak, dys, yrate, q):
+    """From ``t`` = tanh(a r(y)): s(y), s'(y), the rate's s(y) + u, round(y);
+    then ``t`` = the tanh argument at s(y) + u."""
+    half = np.float32(0.5)
+    for i in prange(lat.shape[0]):
+        y = lat[i]
+        q[i] = np.int64(np.floor(y + half))
+        ti = t[i]
+        s = np.floor(y) + half + k * ti
+        dys[i] = ak * (np.float32(1.0) - ti * ti)
+        yn = s + _uniform(key, i)
+        yrate[i] = yn
+        t[i] = a * (yn - np.floor(yn) - half)
+
+
+@pjit
+def _soft_second(yn, t, k, ak, yhat, dyhat):
+    """From ``t`` = tanh(a r(yn)): the synthesis' s(yn) and s'(yn)."""
+    half = np.float32(0.5)
+    for i in prange(yn.shape[0]):
+        ti = t[i]
+        yhat[i] = np.floor(yn[i]) + half + k * ti
+        dyhat[i] = ak * (np.float32(1.0) - ti * ti)
+
+
+@pjit
+def _latent_grad_finish(glat, mode, dyhat, dys, grate):
+    """``glat`` += ``grate`` in place, through the soft rounding in SOFT mode:
+    ``glat = (glat * dyhat + grate) * dys`` (the chain rule of
+    :func:`latent_inputs`)."""
+    for i in prange(glat.shape[0]):
+        if mode == SOFT:
+            glat[i] = (glat[i] * dyhat[i] + grate[i]) * dys[i]
+        else:
+            glat[i] += grate[i]
+
+
+@pjit
 def _adam(p, g, m, v, lr, b1, b2, eps, t):
     """One Adam step in place (Kingma & Ba 2015), bias-corrected."""
     c1 = 1.0 - b1 ** t
     c2 = 1.0 - b2 ** t
-    for i in range(p.shape[0]):
+    for i in prange(p.shape[0]):
         gi = g[i]
         m[i] = b1 * m[i] + (1.0 - b1) * gi
         v[i] = b2 * v[i] + (1.0 - b2) * gi * gi
