@@ -10,8 +10,10 @@ Shapes and dtypes:
 Parallelism: :func:`_mlp_grad` runs over fixed tiles of ``TILE`` pixels, each
 with its own gradient row, summed in tile order, and its first worker also
 runs the serial rate pass; the latent gradient is a gather (each output cell
-sums its own contributions in a fixed order). Results do not depend on the
-number of threads nor on how the tiles are split between them.
+sums its own contributions in a fixed order); the per-latent work of a step
+(noise, soft rounding, Adam) is elementwise, and the noise is counter-based
+(a hash of the draw's key and the latent's index). Results do not depend on
+the number of threads nor on how the tiles are split between them.
 
 The rate proxy is the Laplace model of Balle et al. (ICLR 2018) with additive
 uniform noise as quantization proxy, then straight-through rounding (as in
