@@ -544,17 +544,18 @@ _M64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
-def _splitmix(z: int) -> int:
-    """The SplitMix64 output function (Steele, Lea and Flood 2014), on Python ints."""
-    z &= _M64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
-    return z ^ (z >> 31)
+@njit
+def _mix64(z):
+    """The SplitMix64 output function (Steele, Lea and Flood 2014), on a uint64."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 def noise_key(seed: int, counter: int) -> np.uint64:
     """Key of the ``counter``-th noise draw of a training run seeded ``seed``."""
-    return np.uint64(_splitmix(_splitmix(seed * _GOLDEN + 0x6E6E636F) + counter * _GOLDEN))
+    run = int(_mix64(np.uint64((seed * _GOLDEN + 0x6E6E636F) & _M64)))
+    return np.uint64(_mix64(np.uint64((run + counter * _GOLDEN) & _M64)))
 
 
 @njit
@@ -565,10 +566,7 @@ def _uniform(key, i):
     every value is a function of its index and a parallel loop draws the
     same noise whatever the number of threads.
     """
-    z = key + np.uint64(i + 1) * np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
+    z = _mix64(key + np.uint64(i + 1) * np.uint64(0x9E3779B97F4A7C15))
     return np.float32(np.int64(z >> np.uint64(40))) * np.float32(2.0 ** -24) - np.float32(0.5)
 
 
