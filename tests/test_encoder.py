@@ -529,7 +529,9 @@ def test_the_best_hard_phase_snapshot_is_kept(images, monkeypatch):
 
     monkeypatch.setattr(encoder, "_snapshot_cost", record_cost)
     monkeypatch.setattr(encoder, "_fit", record_fit)
-    monkeypatch.setattr(encoder, "RECOVERY_OVER", 1e9)  # no recovery rounds after the choice
+    # No recovery rounds after the choice.
+    monkeypatch.setattr(encoder, "RECOVERY_OVER", 1e9)
+    monkeypatch.setattr(encoder, "RECOVERY_UNDER", 0.0)
     data, st = encode_stats(images["rgb"], budget=600, preset="fast", steps=400)
     assert len(data) <= 600
     assert len(scored) >= 4
@@ -538,3 +540,47 @@ def test_the_best_hard_phase_snapshot_is_kept(images, monkeypatch):
     assert np.array_equal(fitted[0][0], first[1]) and np.array_equal(fitted[0][1], first[2])
     # The real cost: the MSE of the decoded model plus lambda * bits per pixel.
     assert 0.0 < last[0] < 1.0 and len({s[0] for s in scored[1:]}) > 1
+
+
+
+@pytest.mark.parametrize("start_lambda", [50.0, 1e-5])
+def test_recovery_rounds_move_the_size_towards_the_budget(images, monkeypatch, caplog,
+                                                           start_lambda):
+    """Training that ends far under the budget (lambda far too high) or far
+    over it (far too low) gets recovery rounds from its end state. Every state
+    that fits is fitted to the budget and the best decoded one wins, the end
+    state among them when it fits, so the rounds never make a file worse."""
+    import logging
+    import re
+
+    monkeypatch.setattr(encoder, "_initial_lambda", lambda bpp: start_lambda)
+    fitted = []
+    fit = encoder._fit
+
+    def record_fit(*args):
+        out = fit(*args)
+        fitted.append(out)
+        return out
+
+    monkeypatch.setattr(encoder, "_fit", record_fit)
+    budget = 600
+    with caplog.at_level(logging.INFO, logger="nncodec"):
+        data, st = encode_stats(images["rgb"], budget=budget, preset="fast", steps=150)
+    rounds = [tuple(map(float, m.groups())) for m in
+              (re.search(r"trained size (\d+), budget \d+: \d+ more steps at lambda (\S+)",
+                         r.getMessage()) for r in caplog.records) if m]
+    assert rounds, "no recovery round ran"
+    ended = rounds[0][0]
+    target = encoder.FILL_TARGET * budget
+    if start_lambda > 1:
+        assert ended < encoder.RECOVERY_UNDER * target
+        assert len(fitted) >= 2  # the end state and at least one round's
+        assert len(data) > ended
+    else:
+        assert ended > encoder.RECOVERY_OVER * budget
+    # After a round that ended under, the next round's lambda is lower; after
+    # one that ended over, higher.
+    for (_, lam_a), (size, lam_b) in zip(rounds, rounds[1:]):
+        assert (lam_b < lam_a) if size < encoder.RECOVERY_UNDER * target else (lam_b > lam_a)
+    assert len(data) <= budget
+    assert st.psnr == pytest.approx(10 * np.log10(1 / min(f[0] for f in fitted)), abs=1e-6)

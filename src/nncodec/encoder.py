@@ -32,9 +32,9 @@ from .entropy import encode_payload
 from .errors import BudgetError, InputError
 from .field import ModelSpec, column_pass, level_table, layer_table, make_taps, render
 from .progress import TrainingProgress
-from .train import (HARD, N_RATE_CTX, NO_RATE, NOISE, SOFT, Adam, _latent_grad_finish,
-                    _mlp_grad, _rate, _rate_adaptive, latent_grad, latent_inputs, noise_key,
-                    worker_bounds)
+from .train import (HARD, N_RATE_CTX, NO_RATE, NOISE, SOFT, STREAM_SAMPLE, Adam,
+                    _latent_grad_finish, _mlp_grad, _rate, _rate_adaptive, latent_grad,
+                    latent_inputs, noise_key, sample_pixels, worker_bounds)
 from ._jit import TILE
 
 log = logging.getLogger("nncodec")
@@ -74,10 +74,14 @@ PD_TREND = 1.0
 #: scale per context class, learned).
 RATE_MODEL = "adaptive"
 #: When training ends more than RECOVERY_OVER times over the budget (a
-#: small excess costs less to the final dead-zone): up to this many rounds of
-#: RECOVERY_FRACTION * steps hard-rounding steps at a raised lambda, at
-#: RECOVERY_LR times the peak learning rates.
+#: small excess costs less to the final dead-zone): up to RECOVERY_ROUNDS
+#: rounds of RECOVERY_FRACTION * steps hard-rounding steps at a raised
+#: lambda, at RECOVERY_LR times the peak learning rates, each from the state
+#: training ended in.
 RECOVERY_OVER = 1.05
+#: ... or under RECOVERY_UNDER times the target size: rounds at a lowered
+#: lambda.
+RECOVERY_UNDER = 0.95
 RECOVERY_ROUNDS = 3
 RECOVERY_FRACTION = 0.05
 RECOVERY_LR = 0.2
@@ -222,6 +226,8 @@ class Trainer:
         #: Noise draws so far: the latents' noise is counter-based (a
         #: function of the seed, this count and the latent's index).
         self.noise_draws = 0
+        #: Pixel samples so far (counter-based too, see :meth:`sample`).
+        self.sample_draws = 0
         self.taps = make_taps(spec, self.w, self.h)
         self.offsets, self.dims = level_table(spec)
         self.layers = layer_table(spec)
@@ -244,6 +250,22 @@ class Trainer:
             parts.append(np.asarray(b, dtype=np.float64))
         return np.concatenate(parts).astype(np.float32)
 
+    def state(self):
+        """A copy of everything training changes (see :meth:`set_state`).
+
+        The random draws' counters are not part of it: a run restored to a
+        state draws fresh noise and samples.
+        """
+        opts = [(o.m.copy(), o.v.copy(), o.t) for o in (self.opt_theta, self.opt_lat,
+                                                       self.opt_logb)]
+        return self.theta.copy(), self.lat.copy(), self.logb.copy(), opts
+
+    def set_state(self, state) -> None:
+        theta, lat, logb, opts = state
+        self.theta[:], self.lat[:], self.logb[:] = theta, lat, logb
+        for o, (m, v, t) in zip((self.opt_theta, self.opt_lat, self.opt_logb), opts):
+            o.m[:], o.v[:], o.t = m, v, t
+
     def next_noise_key(self) -> np.uint64:
         """Key of the next draw of latent noise (see :func:`train.uniform_noise`)."""
         self.noise_draws += 1
@@ -252,15 +274,16 @@ class Trainer:
     def sample(self, fraction: float) -> np.ndarray:
         """One random pixel of each block of ``1 / fraction`` consecutive pixels.
 
-        Small images (up to FULL_BATCH_PIXELS) use every pixel at every step.
+        The draws are counter-based (:func:`train.sample_pixels`), like the
+        latents' noise. Small images (up to FULL_BATCH_PIXELS) use every pixel at every step.
         """
         n = self.h * self.w
         stride = max(1, int(round(1.0 / fraction)))
         if stride == 1 or n <= FULL_BATCH_PIXELS:
             return np.arange(n, dtype=np.int64)
-        starts = np.arange(0, n, stride, dtype=np.int64)
-        widths = np.minimum(stride, n - starts)
-        return starts + (self.rng.random(starts.size) * widths).astype(np.int64)
+        self.sample_draws += 1
+        return sample_pixels(noise_key(self.seed, self.sample_draws - 1, STREAM_SAMPLE),
+                             n, stride)
 
     def step(self, sel, lam: float, hard: bool, lr_lat: float, lr_mlp: float,
              steps=None, alpha: float = 0.0) -> tuple[float, float]:
@@ -442,9 +465,13 @@ def _rd_cost(spec, theta, latq, ws, bs, img, lam, metadata) -> float:
     return _mse01(out.reshape(img.shape), img) + lam * nbytes * 8.0 / (h * w)
 
 
-def _quantize_weights(spec, theta, latf, img, lam, metadata):
-    """Choose per-layer weight and bias steps by rate-distortion search."""
-    ws, bs = _default_steps(spec, theta)
+def _quantize_weights(spec, theta, latf, img, lam, metadata, start=None):
+    """Choose per-layer weight and bias steps by rate-distortion search.
+
+    The search starts from ``start = (weight_steps, bias_steps)``, or from
+    :func:`_default_steps`.
+    """
+    ws, bs = (list(start[0]), list(start[1])) if start is not None else _default_steps(spec, theta)
     latq = np.floor(latf + 0.5).astype(np.int64)
 
     def cost(ws_, bs_):
@@ -493,7 +520,8 @@ def _fit(spec, theta, latf, ws, bs, budget, metadata, img):
     Candidates shift every weight step by -2..+3 table entries (finer steps
     spend bytes the training left unused, coarser ones save bytes), each with
     the smallest latent dead-zone that fits; the one with the lowest decoded
-    error wins. Returns the file bytes or raises BudgetError.
+    error wins. Returns ``(decoded MSE in [0, 1]^2, file bytes)`` or raises
+    BudgetError.
     """
     h, w = img.shape[:2]
     best = None
@@ -512,7 +540,7 @@ def _fit(spec, theta, latf, ws, bs, budget, metadata, img):
             break
     if best is None:
         raise BudgetError("budget too small for this model")
-    return best[1]
+    return best
 
 
 def _snapshot_cost(spec, tr, steps, img, lam, metadata) -> float:
@@ -621,11 +649,12 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
         hard = it >= n_steps - n_hard
         if hard and qsteps is None:
             # Fix the weight quantization steps, then train through them.
-            qsteps = _quantize_weights(spec, tr.theta, tr.lat, img, lam, metadata)
+            qsteps = _quantize_weights(spec, tr.theta, tr.lat, img, lam, metadata, est_steps)
         elif it in (n_steps // 4, n_steps // 2):
             # Re-estimate the weight steps the final search will pick, so that
             # the rate controller sees a realistic size for the weights.
-            est_steps = _quantize_weights(spec, tr.theta, tr.lat, img, lam, metadata)
+            est_steps = _quantize_weights(spec, tr.theta, tr.lat, img, lam, metadata,
+                                          est_steps)
         sel = tr.sample(cfg.sample_fraction)
         alpha = 0.0
         if SOFT_T and not hard:
@@ -677,27 +706,62 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
         return len(_file(spec, _quantize_theta(spec, tr.theta, ws, bs)[0], ws, bs,
                          np.floor(tr.lat + 0.5).astype(np.int64), metadata))
 
-    # Recovery: a model that ended over the budget would lose far more to the
-    # final dead-zone than to a little more rate-constrained training.
+    # Recovery: a model that ended well over the budget would lose far more
+    # to the final dead-zone than to a little more rate-constrained training;
+    # one that ended well under it leaves bytes unused (the weight steps fixed
+    # at the start of the hard phase can drop the size at once, too late for
+    # the controller). Each round trains from the state training ended in,
+    # at lambda times a factor searched geometrically: by (size / target)^6
+    # until both an over and an under are known, then between them. Every
+    # state that fits is fitted to the budget; the lowest decoded error wins.
     trained_bytes = trained_size()
-    rounds = 0
-    while (spec.n_latents and trained_bytes > RECOVERY_OVER * nbytes
-           and rounds < RECOVERY_ROUNDS):
-        rounds += 1
-        lam *= min(8.0, (trained_bytes / target_bytes) ** 6)
-        n_rec = max(25, int(RECOVERY_FRACTION * n_steps))
-        log.info("trained size %d > budget %d: %d more steps at lambda %.3g",
-                 trained_bytes, nbytes, n_rec, lam)
-        for _ in range(n_rec):
-            tr.step(tr.sample(cfg.sample_fraction), lam, True, LR_LAT * RECOVERY_LR,
-                    LR_MLP * RECOVERY_LR, (ws, bs))
-        trained_bytes = trained_size()
-    est_bits = tr.rate_at_rounded()
-    try:
-        data = _fit(spec, tr.theta, tr.lat, ws, bs, nbytes, metadata, img)
-    except BudgetError:
+    candidates = [(trained_bytes, lam, tr.state())]
+    n_rec = max(25, int(RECOVERY_FRACTION * n_steps))
+    if spec.n_latents and not (RECOVERY_UNDER * target_bytes <= trained_bytes
+                               <= RECOVERY_OVER * nbytes):
+        start, lam0 = candidates[0][2], lam
+        over = under = None  # largest factor known over, smallest known under
+        size, mult = trained_bytes, 1.0
+        for _ in range(RECOVERY_ROUNDS):
+            if size > RECOVERY_OVER * nbytes:
+                over = mult
+            else:
+                under = mult
+            if over is not None and under is not None:
+                mult = math.sqrt(over * under)
+            else:
+                mult *= float(np.clip((size / target_bytes) ** 6, 1 / 8, 8.0))
+            lam = lam0 * mult
+            log.info("trained size %d, budget %d: %d more steps at lambda %.3g",
+                     size, nbytes, n_rec, lam)
+            tr.set_state(start)
+            for _ in range(n_rec):
+                tr.step(tr.sample(cfg.sample_fraction), lam, True, LR_LAT * RECOVERY_LR,
+                        LR_MLP * RECOVERY_LR, (ws, bs))
+            size = trained_size()
+            candidates.append((size, lam, tr.state()))
+            if RECOVERY_UNDER * target_bytes <= size <= RECOVERY_OVER * nbytes:
+                break
+    fits = [c for c in candidates if c[0] <= RECOVERY_OVER * nbytes]
+    if not fits:
+        fits = [min(candidates, key=lambda c: c[0])]
+    best = None
+    for size, lam_c, state in fits:
+        tr.set_state(state)
+        try:
+            err, data = _fit(spec, tr.theta, tr.lat, ws, bs, nbytes, metadata, img)
+        except BudgetError:
+            continue
+        if best is None or err < best[0]:
+            best = (err, data, size, lam_c, state)
+    if best is None:
         log.info("budget too small for %s; coding one colour", spec)
         spec, data = _constant_model(img, nbytes, metadata)
+        trained_bytes = candidates[-1][0]
+    else:
+        _, data, trained_bytes, lam, state = best
+        tr.set_state(state)
+    est_bits = tr.rate_at_rounded()
     out = decode(data)
     psnr = _psnr(out.reshape(img.shape), img)
     stats = EncodeStats(len(data), nbytes, len(data) * 8.0 / (h * w), psnr,

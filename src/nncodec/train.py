@@ -552,9 +552,13 @@ def _mix64(z):
     return z ^ (z >> np.uint64(31))
 
 
-def noise_key(seed: int, counter: int) -> np.uint64:
-    """Key of the ``counter``-th noise draw of a training run seeded ``seed``."""
-    run = int(_mix64(np.uint64((seed * _GOLDEN + 0x6E6E636F) & _M64)))
+#: Streams of counter-based random numbers of a training run.
+STREAM_NOISE, STREAM_SAMPLE = 0x6E6E636F, 0x73616D70
+
+
+def noise_key(seed: int, counter: int, stream: int = STREAM_NOISE) -> np.uint64:
+    """Key of the ``counter``-th draw from ``stream`` of a training run seeded ``seed``."""
+    run = int(_mix64(np.uint64((seed * _GOLDEN + stream) & _M64)))
     return np.uint64(_mix64(np.uint64((run + counter * _GOLDEN) & _M64)))
 
 
@@ -574,6 +578,29 @@ def _uniform(key, i):
 def _fill_uniform(key, out):
     for i in prange(out.shape[0]):
         out[i] = _uniform(key, i)
+
+
+@pjit
+def _fill_sample(key, stride, n, out):
+    for i in prange(out.shape[0]):
+        start = i * stride
+        width = min(stride, n - start)
+        z = _mix64(key + np.uint64(i + 1) * np.uint64(0x9E3779B97F4A7C15))
+        # The top 24 bits scaled to [0, width): exact integer arithmetic.
+        out[i] = start + np.int64(((z >> np.uint64(40)) * np.uint64(width)) >> np.uint64(24))
+
+
+def sample_pixels(key, n: int, stride: int) -> np.ndarray:
+    """One pixel index from each block of ``stride`` consecutive ones of ``n``.
+
+    Block ``i`` (pixels ``i * stride`` up to ``min(n, (i + 1) * stride)``)
+    contributes ``i * stride + floor(width * r / 2**24)``, ``r`` the top 24
+    bits of SplitMix64 of ``key + (i + 1) * golden``: ascending, a function
+    of the key alone, drawn in parallel.
+    """
+    out = np.empty(-(-n // stride), np.int64)
+    _fill_sample(np.uint64(key), np.int64(stride), np.int64(n), out)
+    return out
 
 
 def uniform_noise(key, n: int) -> np.ndarray:
