@@ -467,6 +467,32 @@ def test_latent_noise_is_uniform_and_counter_based():
     assert abs(np.corrcoef(u, v)[0, 1]) < 0.01 and abs(np.corrcoef(u[1:], u[:-1])[0, 1]) < 0.01
 
 
+@pytest.mark.parametrize("n, stride", [(100_003, 8), (64, 16), (5, 8), (48, 1)])
+def test_pixel_samples_are_counter_based_one_per_block(n, stride):
+    """Trainer.sample's draws: block i of ``stride`` pixels gives pixel
+    i * stride + floor(width * r / 2**24), r the top 24 bits of SplitMix64 of
+    the key plus (i + 1) times the golden ratio; a stream of its own."""
+    from nncodec.train import STREAM_NOISE, STREAM_SAMPLE, noise_key, sample_pixels
+
+    key = noise_key(3, 9, STREAM_SAMPLE)
+    assert key != noise_key(3, 9, STREAM_NOISE)
+    sel = sample_pixels(key, n, stride)
+    assert sel.dtype == np.int64 and sel.size == -(-n // stride)
+    for i in range(sel.size):
+        start = i * stride
+        width = min(stride, n - start)
+        z = naive.splitmix64((int(key) + (i + 1) * 0x9E3779B97F4A7C15) % 2 ** 64)
+        assert sel[i] == start + ((z >> 40) * width >> 24)
+    assert np.all(np.diff(sel) > 0) and sel[0] >= 0 and sel[-1] < n
+    if n >= 10_000:
+        # Uniform within the blocks, fresh for every draw.
+        offsets = sel % stride
+        counts = np.bincount(offsets, minlength=stride)
+        assert counts.min() > 0.9 * sel.size / stride and counts.max() < 1.1 * sel.size / stride
+        other = sample_pixels(noise_key(3, 10, STREAM_SAMPLE), n, stride) % stride
+        assert abs(np.corrcoef(offsets, other)[0, 1]) < 0.02
+
+
 @pytest.mark.parametrize("alpha", [0.0, 4.0])
 def test_soft_rounding_gradient_matches_finite_differences(images, alpha):
     """The latent gradient of a noise-phase step is the derivative of the loss
