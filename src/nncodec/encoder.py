@@ -61,6 +61,9 @@ FULL_GRID_BPP = 0.25
 #: Grid sampling stencil of the grid model (field.STENCILS).
 DEFAULT_STENCIL = 0
 #: Coarsest levels that carry two extra (chroma-like) grids, colour images.
+#: Five (down to 1:4) at 16 KiB on Kodak: +0.07 dB on average (14 of 24
+#: images gain, kodim23 +0.6) for 20% more encode time, not adopted
+#: (benchmarks/results/rd-v0.7-chroma16-kodak.*); at 8 KiB +0.01 (5 images).
 DEFAULT_CHROMA = 3
 #: Images up to this many pixels train on every pixel at every step.
 FULL_BATCH_PIXELS = 16384
