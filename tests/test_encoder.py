@@ -589,6 +589,12 @@ def test_recovery_rounds_move_the_size_towards_the_budget(images, monkeypatch, c
         return out
 
     monkeypatch.setattr(encoder, "_fit", record_fit)
+    saved, restored = [], []
+    get_state, set_state = encoder.Trainer.state, encoder.Trainer.set_state
+    monkeypatch.setattr(encoder.Trainer, "state",
+                        lambda self: saved.append(get_state(self)) or saved[-1])
+    monkeypatch.setattr(encoder.Trainer, "set_state",
+                        lambda self, st: restored.append(st) or set_state(self, st))
     budget = 600
     with caplog.at_level(logging.INFO, logger="nncodec"):
         data, st = encode_stats(images["rgb"], budget=budget, preset="fast", steps=150)
@@ -608,5 +614,12 @@ def test_recovery_rounds_move_the_size_towards_the_budget(images, monkeypatch, c
     # one that ended over, higher.
     for (_, lam_a), (size, lam_b) in zip(rounds, rounds[1:]):
         assert (lam_b < lam_a) if size < encoder.RECOVERY_UNDER * target else (lam_b > lam_a)
+    # Round k starts from the end state (saved[0]) or from round k-1's state
+    # (saved[k]) if that stayed on the same side of the target.
+    assert restored[0] is saved[0]
+    for k in range(1, len(rounds)):
+        same_side = (rounds[k][0] > encoder.RECOVERY_OVER * budget) == (start_lambda < 1)
+        previous = [s for s in saved[:k + 1] if s is restored[k]]
+        assert previous and (previous[0] is saved[k] if same_side else previous[0] is not saved[k])
     assert len(data) <= budget
     assert st.psnr == pytest.approx(10 * np.log10(1 / min(f[0] for f in fitted)), abs=1e-6)

@@ -79,8 +79,7 @@ RATE_MODEL = "adaptive"
 #: When training ends more than RECOVERY_OVER times over the budget (a
 #: small excess costs less to the final dead-zone): up to RECOVERY_ROUNDS
 #: rounds of RECOVERY_FRACTION * steps hard-rounding steps at a raised
-#: lambda, at RECOVERY_LR times the peak learning rates, each from the state
-#: training ended in.
+#: lambda, at RECOVERY_LR times the peak learning rates (see encode_stats).
 RECOVERY_OVER = 1.05
 #: ... or under RECOVERY_UNDER times the target size: rounds at a lowered
 #: lambda.
@@ -713,20 +712,24 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
     # to the final dead-zone than to a little more rate-constrained training;
     # one that ended well under it leaves bytes unused (the weight steps fixed
     # at the start of the hard phase can drop the size at once, too late for
-    # the controller). Each round trains from the state training ended in,
-    # at lambda times a factor searched geometrically: by (size / target)^6
-    # until both an over and an under are known, then between them. Every
-    # state that fits is fitted to the budget; the lowest decoded error wins.
+    # the controller). Each round trains at lambda times a factor searched
+    # geometrically: by (size / target)^6 until both an over and an under are
+    # known, then between them. A round goes on from the last round's state
+    # while the size stays on the side training ended on, and starts again
+    # from the last such state once it has crossed (overshot). Every state
+    # that fits is fitted to the budget; the lowest decoded error wins.
     trained_bytes = trained_size()
     candidates = [(trained_bytes, lam, tr.state())]
     n_rec = max(25, int(RECOVERY_FRACTION * n_steps))
     if spec.n_latents and not (RECOVERY_UNDER * target_bytes <= trained_bytes
                                <= RECOVERY_OVER * nbytes):
-        start, lam0 = candidates[0][2], lam
+        base, lam0 = candidates[0][2], lam
+        was_over = trained_bytes > RECOVERY_OVER * nbytes
         over = under = None  # largest factor known over, smallest known under
         size, mult = trained_bytes, 1.0
         for _ in range(RECOVERY_ROUNDS):
-            if size > RECOVERY_OVER * nbytes:
+            is_over = size > RECOVERY_OVER * nbytes
+            if is_over:
                 over = mult
             else:
                 under = mult
@@ -734,10 +737,13 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
                 mult = math.sqrt(over * under)
             else:
                 mult *= float(np.clip((size / target_bytes) ** 6, 1 / 8, 8.0))
+            if is_over == was_over and len(candidates) > 1:
+                # Still on the side training ended on: go on from there.
+                base = candidates[-1][2]
             lam = lam0 * mult
             log.info("trained size %d, budget %d: %d more steps at lambda %.3g",
                      size, nbytes, n_rec, lam)
-            tr.set_state(start)
+            tr.set_state(base)
             for _ in range(n_rec):
                 tr.step(tr.sample(cfg.sample_fraction), lam, True, LR_LAT * RECOVERY_LR,
                         LR_MLP * RECOVERY_LR, (ws, bs))
