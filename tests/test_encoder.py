@@ -568,7 +568,6 @@ def test_the_best_hard_phase_snapshot_is_kept(images, monkeypatch):
     assert 0.0 < last[0] < 1.0 and len({s[0] for s in scored[1:]}) > 1
 
 
-
 @pytest.mark.parametrize("start_lambda", [50.0, 1e-5])
 def test_recovery_rounds_move_the_size_towards_the_budget(images, monkeypatch, caplog,
                                                            start_lambda):

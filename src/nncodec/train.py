@@ -563,6 +563,13 @@ def noise_key(seed: int, counter: int, stream: int = STREAM_NOISE) -> np.uint64:
 
 
 @njit
+def _counter_bits(key, i):
+    """Top 24 bits of SplitMix64 of ``key + (i + 1) * golden``, as a uint64:
+    value ``i`` of the counter-based draw ``key``."""
+    return _mix64(key + np.uint64(i + 1) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+
+
+@njit
 def _uniform(key, i):
     """Noise value ``i`` of draw ``key``: uniform on [-1/2, 1/2), 24 bits, float32.
 
@@ -570,8 +577,7 @@ def _uniform(key, i):
     every value is a function of its index and a parallel loop draws the
     same noise whatever the number of threads.
     """
-    z = _mix64(key + np.uint64(i + 1) * np.uint64(0x9E3779B97F4A7C15))
-    return np.float32(np.int64(z >> np.uint64(40))) * np.float32(2.0 ** -24) - np.float32(0.5)
+    return np.float32(np.int64(_counter_bits(key, i))) * np.float32(2.0 ** -24) - np.float32(0.5)
 
 
 @pjit
@@ -585,9 +591,8 @@ def _fill_sample(key, stride, n, out):
     for i in prange(out.shape[0]):
         start = i * stride
         width = min(stride, n - start)
-        z = _mix64(key + np.uint64(i + 1) * np.uint64(0x9E3779B97F4A7C15))
-        # The top 24 bits scaled to [0, width): exact integer arithmetic.
-        out[i] = start + np.int64(((z >> np.uint64(40)) * np.uint64(width)) >> np.uint64(24))
+        # The 24 bits scaled to [0, width): exact integer arithmetic.
+        out[i] = start + np.int64((_counter_bits(key, i) * np.uint64(width)) >> np.uint64(24))
 
 
 def sample_pixels(key, n: int, stride: int) -> np.ndarray:
