@@ -1,12 +1,13 @@
 """Rate-distortion benchmark: nncodec against classical codecs at byte budgets.
 
-For each image and byte budget, nncodec encodes with ``nncodec.encode(img, budget=n)``
+For each image and byte budget, nncodec encodes with ``nncodec.encoder.encode_stats``
 and decodes with ``nncodec.decode(data)``; the classical codecs (JPEG, WebP, AVIF,
 JPEG 2000) get their best RGB PSNR under the same cap, downscaling allowed (see
 ``baselines.py``), or are read from a baselines cache JSON.
 
 Writes into --out-dir, after every image (so a killed run leaves partial results):
-  rd-<tag>.json  one record per image, codec and budget (same schema for all codecs)
+  rd-<tag>.json  one record per image, codec and budget (one schema for all codecs;
+                 nncodec's add how training ended, see run_nncodec)
   rd-<tag>.md    mean PSNR / bpp per budget and codec, nncodec per-image table
   rd-<tag>.png   RD plot: mean PSNR against mean bpp, one line per codec
 
@@ -18,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import statistics
 import sys
@@ -64,8 +66,13 @@ def run_nncodec(nncodec, img: np.ndarray, budget: int, preset: str | None) -> di
         kwargs["preset"] = preset
     try:
         t0 = time.perf_counter()
-        data = nncodec.encode(img, **kwargs)
+        data, stats = importlib.import_module("nncodec.encoder").encode_stats(img, **kwargs)
         rec["encode_s"] = time.perf_counter() - t0
+        # Size when training ended, recovery rounds run, size of the state
+        # fitted to the budget, and training's own PSNR estimate.
+        rec["end_bytes"], rec["rounds"] = stats.end_bytes, stats.rounds
+        rec["trained_bytes"] = stats.trained_bytes
+        rec["est_psnr"] = stats.est_psnr if math.isfinite(stats.est_psnr) else None
         data = bytes(data)
         rec["bytes"] = len(data)
         rec["bpp"] = len(data) * 8.0 / (h * w)

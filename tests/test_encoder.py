@@ -622,3 +622,65 @@ def test_recovery_rounds_move_the_size_towards_the_budget(images, monkeypatch, c
         assert previous and (previous[0] is saved[k] if same_side else previous[0] is not saved[k])
     assert len(data) <= budget
     assert st.psnr == pytest.approx(10 * np.log10(1 / min(f[0] for f in fitted)), abs=1e-6)
+    assert (st.end_bytes, st.rounds) == (ended, len(rounds))
+
+
+def test_recovery_rounds_keep_their_best_snapshot(images, monkeypatch):
+    """A recovery round ends on its best-scored snapshot, as the hard phase
+    does, not on its last step."""
+    monkeypatch.setattr(encoder, "_initial_lambda", lambda bpp: 1e-5)  # ends far over
+    events = []
+
+    def rising_cost(spec, tr, steps, img, lam, metadata):
+        events.append(("snapshot", tr.theta.copy(), tr.lat.copy()))
+        return float(len(events))  # the first snapshot of every series is the best
+
+    get_state, set_state = encoder.Trainer.state, encoder.Trainer.set_state
+
+    def record_state(self):
+        st = get_state(self)
+        events.append(("state", st[0], st[1]))
+        return st
+
+    def record_set(self, st):
+        events.append(("set",))
+        set_state(self, st)
+
+    monkeypatch.setattr(encoder, "_snapshot_cost", rising_cost)
+    monkeypatch.setattr(encoder.Trainer, "state", record_state)
+    monkeypatch.setattr(encoder.Trainer, "set_state", record_set)
+    data, _ = encode_stats(images["rgb"], budget=600, preset="fast", steps=150)
+    assert len(data) <= 600
+    rounds, snaps = 0, None  # snapshots since the last restore, None before any
+    for ev in events:
+        if ev[0] == "set":
+            snaps = []
+        elif ev[0] == "snapshot" and snaps is not None:
+            snaps.append(ev)
+        elif ev[0] == "state" and snaps:
+            # The state a round leaves as its candidate is its first snapshot.
+            assert len(snaps) >= 2 and not np.array_equal(snaps[0][2], snaps[-1][2])
+            assert np.array_equal(ev[1], snaps[0][1]) and np.array_equal(ev[2], snaps[0][2])
+            rounds += 1
+    assert rounds >= 1
+
+
+def test_deadzone_fit_cuts_fine_grids_before_coarse_ones():
+    """The fit's dead-zone scales with 4^-level: latents of the same value
+    give way on the finest grid first."""
+    from nncodec.field import ModelSpec
+
+    spec = ModelSpec(64, 64, 1, 3, 0, 0, 1, 4)  # grids of 64x64, 32x32, 16x16
+    q = np.zeros(spec.n_params, np.int64)
+    ws, bs = encoder._default_steps(spec, np.zeros(spec.n_params, np.float32))
+    n_fine = spec.level_dims()[0][0] * spec.level_dims()[0][1]
+    signs = np.random.default_rng(0).choice([-1, 1], spec.n_latents)
+    latf = (0.7 * signs).astype(np.float32)  # every latent rounds to +-1
+    full = len(encoder._file(spec, q, ws, bs, signs))
+    no_fine = signs.copy()
+    no_fine[:n_fine] = 0
+    budget = (full + len(encoder._file(spec, q, ws, bs, no_fine))) // 2
+    data, latq = encoder._deadzone_fit(spec, q, ws, bs, latf, budget, b"")
+    assert len(data) <= budget < full
+    assert np.count_nonzero(latq[:n_fine]) < n_fine
+    assert np.array_equal(latq[n_fine:], signs[n_fine:])
