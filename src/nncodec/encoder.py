@@ -756,10 +756,10 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
         return len(_file(spec, _quantize_theta(spec, tr.theta, ws, bs)[0], ws, bs,
                          np.floor(tr.lat + 0.5).astype(np.int64), metadata))
 
-    # Recovery: a model that ended over the budget loses far more to the
-    # final dead-zone than to a little more rate-constrained training (the
-    # hard phase tends to add 1-2% to the size after the controller's last
-    # moves); one that ended well under it leaves bytes unused (the weight
+    # Recovery: a model that ended more than RECOVERY_OVER times over the
+    # budget loses more to the final dead-zone than to a little more
+    # rate-constrained training (the hard phase tends to add 1-2% to the size
+    # after the controller's last moves); one that ended well under it leaves bytes unused (the weight
     # steps fixed at the start of the hard phase can drop the size at once,
     # too late for the controller). Each round trains at lambda times a factor
     # searched geometrically: by (size / target)^6 until both an over and an
