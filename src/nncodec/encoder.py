@@ -758,16 +758,17 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
 
     # Recovery: a model that ended more than RECOVERY_OVER times over the
     # budget loses more to the final dead-zone than to a little more
-    # rate-constrained training (the hard phase tends to add 1-2% to the size
-    # after the controller's last moves); one that ended well under it leaves bytes unused (the weight
-    # steps fixed at the start of the hard phase can drop the size at once,
-    # too late for the controller). Each round trains at lambda times a factor
-    # searched geometrically: by (size / target)^6 until both an over and an
-    # under are known, then between them, and keeps its best snapshot as the
-    # hard phase does. A round goes on from the last round's state while the
-    # size stays on the side training ended on, and starts again from the last
-    # such state once it has crossed (overshot). Every state up to FIT_OVER
-    # times the budget is fitted to it; the lowest decoded error wins.
+    # rate-constrained training (the hard phase tends to add 1-2% to the
+    # size after the controller's last moves); one that ended well under it
+    # leaves bytes unused (the weight steps fixed at the start of the hard
+    # phase can drop the size at once, too late for the controller). Each
+    # round trains at lambda times a factor searched geometrically: by
+    # (size / target)^6 until both an over and an under are known, then
+    # between them, and keeps its best snapshot as the hard phase does. A
+    # round goes on from the last round's state while the size stays on the
+    # side training ended on, and starts again from the last such state
+    # once it has crossed (overshot). Every state up to FIT_OVER times the
+    # budget is fitted to it; the lowest decoded error wins.
     trained_bytes = trained_size()
     candidates = [(trained_bytes, lam, tr.state())]
     n_rec = max(25, int(RECOVERY_FRACTION * n_steps))
