@@ -665,6 +665,19 @@ def test_recovery_rounds_keep_their_best_snapshot(images, monkeypatch):
     assert rounds >= 1
 
 
+def test_snapshots_are_scored_every_few_steps_of_a_phases_second_half():
+    """The hard phase and the recovery rounds share one schedule: the last
+    step and every SNAPSHOT_EVERY-th step before it, in the second half."""
+    every = encoder.SNAPSHOT_EVERY
+    for n in (1, 2, 7, 25, 35, 120, 192):
+        due = [r for r in range(n) if encoder._snapshot_due(r, n)]
+        assert due[0] == 0  # the phase's last step is always scored
+        assert due == list(range(0, max(1, n // 2), every))
+    # 25-step rounds (runs of 500 steps or fewer): step 12 of 25 is the
+    # middle one, in neither half.
+    assert not encoder._snapshot_due(12, 25)
+
+
 def test_deadzone_fit_cuts_fine_grids_before_coarse_ones():
     """The fit's dead-zone scales with 4^-level: latents of the same value
     give way on the finest grid first."""

@@ -49,7 +49,7 @@ class Preset:
 
 PRESETS = {
     "fast": Preset(steps=700, sample_fraction=1 / 16, ste_fraction=0.08),
-    "default": Preset(steps=1500, sample_fraction=1 / 8, ste_fraction=0.08),
+    "default": Preset(steps=2400, sample_fraction=1 / 8, ste_fraction=0.08),
     "slow": Preset(steps=4000, sample_fraction=1 / 8, ste_fraction=0.08),
 }
 
@@ -101,6 +101,14 @@ SOFT_T = (0.5, 0.1)
 #: (and at the last step) the encoder scores the model on the whole image
 #: and keeps the best state (0: keep the last one).
 SNAPSHOT_EVERY = 4
+
+
+def _snapshot_due(remaining: int, n: int) -> bool:
+    """Whether a phase of ``n`` steps scores a snapshot at the step after
+    which ``remaining`` steps are left: every SNAPSHOT_EVERY steps in its
+    second half, counted back from its last step (the hard phase and the
+    recovery rounds share this schedule)."""
+    return bool(SNAPSHOT_EVERY) and remaining < max(1, n // 2) and remaining % SNAPSHOT_EVERY == 0
 #: Peak Adam learning rates of the latents and of the MLP.
 LR_LAT = 3e-2
 LR_MLP = 1e-2
@@ -715,7 +723,7 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
         mse, bits = tr.step(sel, lam, hard, LR_LAT * decay, LR_MLP * decay, qsteps, alpha)
         if hard and it >= n_steps - max(1, n_hard // 2):
             tail.append(mse)
-            if SNAPSHOT_EVERY and ((n_steps - 1 - it) % SNAPSHOT_EVERY == 0):
+            if _snapshot_due(n_steps - 1 - it, n_hard):
                 # Hard-rounded latents sit near their rounding boundaries, so
                 # single steps move the decoded error by tenths of a dB: keep
                 # the state with the lowest D + lambda R on the whole image.
@@ -799,7 +807,7 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
             for j in range(n_rec):
                 tr.step(tr.sample(cfg.sample_fraction), lam, True, LR_LAT * RECOVERY_LR,
                         LR_MLP * RECOVERY_LR, (ws, bs))
-                if SNAPSHOT_EVERY and j >= n_rec // 2 and (n_rec - 1 - j) % SNAPSHOT_EVERY == 0:
+                if _snapshot_due(n_rec - 1 - j, n_rec):
                     kept = _better_snapshot(kept, spec, tr, (ws, bs), img, lam, metadata)
             if kept is not None:
                 tr.theta[:], tr.lat[:] = kept[1], kept[2]

@@ -207,14 +207,15 @@ def _grid_grad_rows(dfeat, sel, starts, ci, cw, st, dims, width, toff, tmp):
     ``tmp[toff[f] + y * wk + b] = sum cw[tc, lev, x, t] * dfeat[f, k]`` over the
     selected pixels ``sel[k] = (y, x)`` of the row (``sel[starts[y]:starts[y+1]]``,
     in order) and ``t`` with ``ci[tc, lev, x, t] == b``. One parallel
-    iteration per (feature, row).
+    iteration per (row, feature), row-major: the workers' equal shares of
+    the jobs then hold the same mix of wide (fine) and narrow grids.
     """
     S = st.shape[0]
     F = dims.shape[0] * S
     H = starts.shape[0] - 1
     for job in prange(F * H):
-        f = job // H
-        y = job - f * H
+        y = job // F
+        f = job - y * F
         lev = f // S
         tc = st[f - lev * S, 1]
         wk = dims[lev, 1]
