@@ -97,18 +97,11 @@ RECOVERY_LR = 0.2
 #: Soft rounding of the latents in the noise phase: its temperature falls
 #: linearly from SOFT_T[0] to SOFT_T[1] (None: plain additive noise).
 SOFT_T = (0.5, 0.1)
-#: In the second half of the hard-rounding phase, every SNAPSHOT_EVERY steps
-#: (and at the last step) the encoder scores the model on the whole image
-#: and keeps the best state (0: keep the last one).
+#: In the second half of the hard-rounding phase and of each recovery round,
+#: every SNAPSHOT_EVERY steps (and at the last step) the encoder scores the
+#: model on the whole image and keeps the best state (0: keep the last one;
+#: see :func:`_snapshot_due`).
 SNAPSHOT_EVERY = 4
-
-
-def _snapshot_due(remaining: int, n: int) -> bool:
-    """Whether a phase of ``n`` steps scores a snapshot at the step after
-    which ``remaining`` steps are left: every SNAPSHOT_EVERY steps in its
-    second half, counted back from its last step (the hard phase and the
-    recovery rounds share this schedule)."""
-    return bool(SNAPSHOT_EVERY) and remaining < max(1, n // 2) and remaining % SNAPSHOT_EVERY == 0
 #: Peak Adam learning rates of the latents and of the MLP.
 LR_LAT = 3e-2
 LR_MLP = 1e-2
@@ -592,6 +585,14 @@ def _fit(spec, theta, latf, ws, bs, budget, metadata, img):
     if best is None:
         raise BudgetError("budget too small for this model")
     return best
+
+
+def _snapshot_due(remaining: int, n: int) -> bool:
+    """Whether a phase of ``n`` steps scores a snapshot at the step after
+    which ``remaining`` steps are left: every SNAPSHOT_EVERY steps in its
+    second half, counted back from its last step (the hard phase and the
+    recovery rounds share this schedule)."""
+    return bool(SNAPSHOT_EVERY) and remaining < max(1, n // 2) and remaining % SNAPSHOT_EVERY == 0
 
 
 def _snapshot_cost(spec, tr, steps, img, lam, metadata) -> float:
