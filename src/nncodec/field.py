@@ -325,7 +325,32 @@ def _mlp_forward_block(theta, layers, H, Z, nb):
         no = layers[k, 0]
         ni = layers[k, 1]
         bb = p + no * ni
-        for o in range(no):
+        # Four outputs per pass over the inputs: each input row is loaded
+        # once for four sums (each output's sum keeps its order).
+        o = 0
+        while o + 4 <= no:
+            z0, z1, z2, z3 = Z[k, o], Z[k, o + 1], Z[k, o + 2], Z[k, o + 3]
+            c0, c1, c2, c3 = theta[bb + o], theta[bb + o + 1], theta[bb + o + 2], theta[bb + o + 3]
+            for b in range(nb):
+                z0[b] = c0
+                z1[b] = c1
+                z2[b] = c2
+                z3[b] = c3
+            row = p + o * ni
+            for i in range(ni):
+                w0 = theta[row + i]
+                w1 = theta[row + ni + i]
+                w2 = theta[row + 2 * ni + i]
+                w3 = theta[row + 3 * ni + i]
+                h = H[k, i]
+                for b in range(nb):
+                    hb = h[b]
+                    z0[b] += w0 * hb
+                    z1[b] += w1 * hb
+                    z2[b] += w2 * hb
+                    z3[b] += w3 * hb
+            o += 4
+        while o < no:
             z = Z[k, o]
             bias = theta[bb + o]
             for b in range(nb):
@@ -336,7 +361,10 @@ def _mlp_forward_block(theta, layers, H, Z, nb):
                 h = H[k, i]
                 for b in range(nb):
                     z[b] += w * h[b]
-            if k + 1 < nl:
+            o += 1
+        if k + 1 < nl:
+            for o in range(no):
+                z = Z[k, o]
                 hn = H[k + 1, o]
                 for b in range(nb):
                     v = z[b]
