@@ -594,7 +594,7 @@ def test_recovery_rounds_move_the_size_towards_the_budget(images, monkeypatch, c
                         lambda self: saved.append(get_state(self)) or saved[-1])
     monkeypatch.setattr(encoder.Trainer, "set_state",
                         lambda self, st: restored.append(st) or set_state(self, st))
-    budget = 600
+    budget = 500
     with caplog.at_level(logging.INFO, logger="nncodec"):
         data, st = encode_stats(images["rgb"], budget=budget, preset="fast", steps=150)
     rounds = [tuple(map(float, m.groups())) for m in
@@ -649,8 +649,8 @@ def test_recovery_rounds_keep_their_best_snapshot(images, monkeypatch):
     monkeypatch.setattr(encoder, "_snapshot_cost", rising_cost)
     monkeypatch.setattr(encoder.Trainer, "state", record_state)
     monkeypatch.setattr(encoder.Trainer, "set_state", record_set)
-    data, _ = encode_stats(images["rgb"], budget=600, preset="fast", steps=150)
-    assert len(data) <= 600
+    data, _ = encode_stats(images["rgb"], budget=500, preset="fast", steps=150)
+    assert len(data) <= 500
     rounds, snaps = 0, None  # snapshots since the last restore, None before any
     for ev in events:
         if ev[0] == "set":

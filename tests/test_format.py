@@ -37,14 +37,18 @@ def handmade(fields: list[tuple[int, int]], rest: bytes = b"",
     return with_crc(b"\x89NNI" + bytes([version]) + head + rest)
 
 
-def header_values(s: ModelSpec, has_metadata=0, steps=None):
-    """(bits, value) of every header field in documented order."""
+def header_values(s: ModelSpec, has_metadata=0, steps=None, rice=None, version=3):
+    """(bits, value) of every header field in documented order (format
+    ``version``; ``rice`` holds the (weight, bias) Rice parameters per layer)."""
     out = [(16, s.width - 1), (16, s.height - 1), (1, int(s.channels == 3)), (2, s.kernel),
            (2, s.activation), (2, s.stencil), (3, s.n_levels), (3, s.first_level),
            (3, s.n_chroma), (4, s.n_fourier), (2, s.n_hidden), (6, s.hidden_width - 1),
            (1, has_metadata)]
-    for w, b in steps or [(0, 0)] * (s.n_hidden + 1):
+    n = s.n_hidden + 1
+    for (w, b), (wr, br) in zip(steps or [(0, 0)] * n, rice or [(0, 0)] * n):
         out += [(6, w), (6, b)]
+        if version >= 3:
+            out += [(3, wr), (3, br)]
     return out
 
 
@@ -77,11 +81,12 @@ def test_pack_unpack_roundtrip(k):
     n = s.n_hidden + 1
     ws = [(7 * i + k) % 64 for i in range(n)]
     bs = [63 - (5 * i + k) % 64 for i in range(n)]
+    rice = [(3 * i + k) % 8 for i in range(2 * n)]
     payload = bytes(range(k, k + 37))
-    data = fmt.pack(s, ws, bs, payload)
+    data = fmt.pack(s, ws, bs, payload, rice=rice)
     c = fmt.unpack(data)
     assert c.spec == s
-    assert c.weight_steps == ws and c.bias_steps == bs
+    assert c.weight_steps == ws and c.bias_steps == bs and c.rice == rice
     assert c.payload == payload and c.metadata == b""
     f = c.fields
     assert f["width_minus_1"] == s.width - 1 and f["height_minus_1"] == s.height - 1
@@ -95,6 +100,7 @@ def test_pack_unpack_roundtrip(k):
     assert f["has_metadata"] == 0 and f["payload_bytes"] == len(payload)
     for i in range(n):
         assert f[f"weight_step[{i}]"] == ws[i] and f[f"bias_step[{i}]"] == bs[i]
+        assert f[f"weight_rice[{i}]"] == rice[2 * i] and f[f"bias_rice[{i}]"] == rice[2 * i + 1]
     assert len(data) == fmt.header_bytes(n) + len(payload) + fmt.CRC_BYTES
 
 
@@ -103,9 +109,24 @@ def test_pack_matches_documented_layout(k):
     s = ROUNDTRIP_SPECS[k]
     n = s.n_hidden + 1
     steps = [(i + 1, 60 - i) for i in range(n)]
+    rice = [(i % 8, 7 - i % 8) for i in range(n)]
     payload = b"\x01\x02\xfe"
-    got = fmt.pack(s, [w for w, _ in steps], [b for _, b in steps], payload)
-    assert got == handmade(header_values(s, 0, steps), payload)
+    got = fmt.pack(s, [w for w, _ in steps], [b for _, b in steps], payload,
+                   rice=[r for pair in rice for r in pair])
+    assert got == handmade(header_values(s, 0, steps, rice), payload)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_earlier_versions_parse_without_rice_fields(version):
+    """Headers of versions 1 and 2 have no Rice fields: the layer fields are
+    the two steps, and the parsed Rice parameters are zeros."""
+    s = spec()
+    steps = [(5, 9), (6, 10), (7, 11)]
+    c = fmt.unpack(handmade(header_values(s, 0, steps, version=version), b"\x07", version))
+    assert c.version == version and c.spec == s and c.payload == b"\x07"
+    assert c.weight_steps == [5, 6, 7] and c.bias_steps == [9, 10, 11]
+    assert c.rice == [0] * 6 and "weight_rice[0]" not in c.fields
+    assert fmt.header_bytes(3, version) == 5 + (61 + 12 * 3 + 7) // 8
 
 
 @pytest.mark.parametrize("size", [1, 127, 128, 300, 20000])
@@ -129,11 +150,13 @@ def test_metadata_roundtrip(size):
 
 def test_header_bytes():
     for n in range(1, 5):
-        bits = 16 + 16 + 1 + 2 + 2 + 2 + 3 + 3 + 3 + 4 + 2 + 6 + 1 + 12 * n
-        assert bits == 61 + 12 * n
+        bits = 16 + 16 + 1 + 2 + 2 + 2 + 3 + 3 + 3 + 4 + 2 + 6 + 1 + (6 + 6 + 3 + 3) * n
+        assert bits == 61 + 18 * n
         assert fmt.header_bits(n) == bits
         assert fmt.header_bytes(n) == 5 + (bits + 7) // 8
-    assert [fmt.header_bytes(n) - 5 for n in range(1, 5)] == [10, 11, 13, 14]
+        assert fmt.header_bits(n, 2) == 61 + 12 * n
+    assert [fmt.header_bytes(n) - 5 for n in range(1, 5)] == [10, 13, 15, 17]
+    assert [fmt.header_bytes(n, 2) - 5 for n in range(1, 5)] == [10, 11, 13, 14]
     assert fmt.STEP_TABLE[0] == 1.0 and fmt.STEP_TABLE[4] == 0.5
     assert all(a > b for a, b in zip(fmt.STEP_TABLE, fmt.STEP_TABLE[1:]))
 
@@ -270,7 +293,7 @@ def test_version_0_raises_version_error(encoded_rgb):
     data[4] = 0
     with pytest.raises(VersionError) as e:
         nncodec.decode(with_crc(bytes(data[:-4])))
-    assert "version 0" in str(e.value) and "reads versions 1 to 2" in str(e.value)
+    assert "version 0" in str(e.value) and "reads versions 1 to 3" in str(e.value)
 
 
 def test_every_readable_version_is_listed():
@@ -280,7 +303,7 @@ def test_every_readable_version_is_listed():
     assert sorted(entropy.ADAPTATION) == list(fmt.READ_VERSIONS)
 
 
-@pytest.mark.parametrize("version", [3, 7, 255])
+@pytest.mark.parametrize("version", [4, 7, 255])
 def test_future_version_names_needed_and_supported_versions(encoded_rgb, tmp_path, capsys,
                                                             version):
     """A file from a later format: the message says what it needs and what this build reads."""
@@ -294,7 +317,7 @@ def test_future_version_names_needed_and_supported_versions(encoded_rgb, tmp_pat
             fn(data)
         msg = str(e.value)
         assert f"format version {version}" in msg
-        assert "reads versions 1 to 2" in msg
+        assert "reads versions 1 to 3" in msg
     src = tmp_path / "future.nni"
     src.write_bytes(data)
     for args in (["info", str(src)], ["decode", str(src), "-o", str(tmp_path / "o.png")]):

@@ -142,7 +142,7 @@ def test_metadata_larger_than_budget_is_a_clear_error(grey_image):
 def test_info_without_and_with_unreadable_metadata(encoded_grey):
     assert nncodec.info(encoded_grey.data)["metadata_keys"] == []
     c = fmt.unpack(encoded_grey.data)
-    bad = fmt.pack(c.spec, c.weight_steps, c.bias_steps, c.payload, b"junk")
+    bad = fmt.pack(c.spec, c.weight_steps, c.bias_steps, c.payload, b"junk", c.rice)
     info = nncodec.info(bad)
     assert info["metadata_keys"] is None and "zstandard" in info["metadata_error"]
     # Decoding ignores the metadata.

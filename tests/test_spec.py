@@ -34,7 +34,9 @@ class SpecDecoder:
     def __init__(self, payload: bytes, version: int = 2):
         self.payload = payload
         # Section 3.2: initial count and target rates by format version.
-        self.count0, self.rate_fast, self.rate_slow = {1: (255, 4, 7), 2: (0, 3, 7)}[version]
+        self.count0, self.rate_fast, self.rate_slow = {1: (255, 4, 7), 2: (0, 3, 7),
+                                                       3: (0, 3, 7)}[version]
+        self.version = version
         self.pos = 0
         self.reads = 0  # calls of next_byte
         self.code = 0
@@ -98,10 +100,20 @@ class SpecDecoder:
             v = (v << 1) | self.bypass("escape suffix (bypass)")
         return v - 1
 
-    def param(self, B: int) -> int:
+    def param(self, B: int, k: int) -> int:
         if self.bit(B, "zero flag") == 0:
             return 0
         neg = self.bypass("sign (bypass)")
+        if self.version >= 3:  # section 3.5: Rice code of m - 1 with parameter k
+            h = 0
+            while h < 8 and self.bit(B + 1 + h, f"bin {h + 1}") == 1:
+                h += 1
+            if h == 8:
+                h = 8 + self.eg0()
+            for _ in range(k):
+                h = (h << 1) | self.bypass("low bit (bypass)")
+            m = h + 1
+            return -m if neg else m
         m = 1
         while m <= 8 and self.bit(B + m, f"bin {m}") == 1:
             m += 1
@@ -133,10 +145,12 @@ class SpecDecoder:
                     m = 15 + self.eg0()
                 Q[i][j] = -m if neg else m
 
-    def decode(self, group_sizes, level_dims):
-        """Section 3.7; returns (parameters, grids in coding order as lists of rows)."""
+    def decode(self, group_sizes, level_dims, rice=None):
+        """Section 3.7; returns (parameters, grids in coding order as lists of rows).
+        ``rice``: the Rice parameter of each group (version 3)."""
         G = len(group_sizes)
-        params = [self.param(9 * g) for g in range(G) for _ in range(group_sizes[g])]
+        rice = rice or [0] * G
+        params = [self.param(9 * g, rice[g]) for g in range(G) for _ in range(group_sizes[g])]
         NG = len(level_dims)
         grids = [None] * NG
         for lev in range(NG - 1, -1, -1):
@@ -300,12 +314,15 @@ def test_header_size_formula(format_md):
             r"`hb` = (\d+), (\d+), (\d+), (\d+) bytes", format_md).groups()):
         assert fmt.header_bytes(n_hidden + 1) == 5 + int(hb)
         assert fmt.header_bits(n_hidden + 1) == n_header + n_layer * (n_hidden + 1)
-    # Padding after the last layer field, by the parity of NH.
-    pad = {nh % 2: -fmt.header_bits(nh + 1) % 8 for nh in range(4)}
-    assert all(-fmt.header_bits(nh + 1) % 8 == pad[nh % 2] for nh in range(8))
-    m = re.search(r"complete the last header\s+byte \((\d+) bits if `NH` is even, (\d+) if odd\)",
-                  format_md)
-    assert m and (int(m.group(1)), int(m.group(2))) == (pad[0], pad[1])
+    # Padding after the last layer field, by NH (it repeats with period 4).
+    pad = [-fmt.header_bits(nh + 1) % 8 for nh in range(4)]
+    assert all(-fmt.header_bits(nh + 1) % 8 == pad[nh % 4] for nh in range(8))
+    m = re.search(r"complete the last header\s+byte \((\d+), (\d+), (\d+), (\d+) bits for "
+                  r"`NH` = 0, 1, 2, 3; in versions 1 and 2, (\d+) bits if\s+`NH` is even, "
+                  r"(\d+) if odd\)", format_md)
+    assert m and [int(m.group(i)) for i in range(1, 5)] == pad
+    assert [int(m.group(5)), int(m.group(6))] == [-fmt.header_bits(1, 2) % 8,
+                                                  -fmt.header_bits(2, 2) % 8]
 
 
 def test_stencil_table_matches_code():
@@ -354,12 +371,13 @@ SPEC_DECODER_LAYOUTS = [
 ]
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 @pytest.mark.parametrize("k", range(len(SPEC_DECODER_LAYOUTS)))
 def test_spec_decoder_matches_code(k, version):
     """Section 3, followed literally, decodes what the reference encoder wrote,
-    in both format versions (they differ in the adaptation of section 3.2)."""
-    from nncodec.entropy import decode_payload, encode_payload
+    in every format version (1 and 2 differ in the adaptation of section 3.2,
+    3 in the parameters' code of section 3.5)."""
+    from nncodec.entropy import choose_rice, decode_payload, encode_payload
 
     groups, dims = SPEC_DECODER_LAYOUTS[k]
     rng = np.random.default_rng(k)
@@ -370,16 +388,19 @@ def test_spec_decoder_matches_code(k, version):
     lat[rng.random(n_lat) < 0.4] = 0
     if n_lat:
         lat[0] = -25  # a latent escape
-    payload = encode_payload(wq, groups, lat, dims, version)
+    rice = choose_rice(wq, groups) if version >= 3 else None
+    if rice is not None:
+        rice[0] = 7  # the largest parameter, whatever fits best
+    payload = encode_payload(wq, groups, lat, dims, version, rice)
     dec = SpecDecoder(payload, version)
-    params, grids = dec.decode(groups, dims)
+    params, grids = dec.decode(groups, dims, rice)
     assert params == wq.tolist()
     flat = [v for g in grids for row in g for v in row]
     assert flat == lat.tolist()
-    _, _, err, consumed = decode_payload(payload, groups, dims, version)
+    _, _, err, consumed = decode_payload(payload, groups, dims, version, rice)
     assert err == 0 and dec.reads == consumed
-    if dims:  # the versions code differently: the wrong one cannot decode it
-        wrong = SpecDecoder(payload, 3 - version)
+    if dims:  # the versions code differently: another one cannot decode it
+        wrong = SpecDecoder(payload, {1: 2, 2: 1, 3: 2}[version])
         try:
             other = wrong.decode(groups, dims)
         except AssertionError:
@@ -448,7 +469,8 @@ def test_example_integers(example, format_md):
 
     c = fmt.unpack(example)
     spec = c.spec
-    wq, lat, err, consumed = decode_payload(c.payload, spec.group_sizes(), spec.level_dims())
+    wq, lat, err, consumed = decode_payload(c.payload, spec.group_sizes(), spec.level_dims(),
+                                            c.version, c.rice)
     assert err == 0
     values = {}
     for block in _fenced(format_md, "values"):
@@ -549,12 +571,12 @@ def test_example_trace(example):
     c = fmt.unpack(example)
     start = len(example) - 4 - len(c.payload)
     head = " ".join(f"{b:02x}" for b in c.payload[:5])
-    dec = SpecDecoder(c.payload)
+    dec = SpecDecoder(c.payload, c.version)
     assert (f"Payload starts at byte {start}: `{head} ...`; `init()` gives "
             f"`code = 0x{dec.code:08X}`, `range = 0xFFFFFFFF`.") in flat
-    params, grids = dec.decode(c.spec.group_sizes(), c.spec.level_dims())
+    params, grids = dec.decode(c.spec.group_sizes(), c.spec.level_dims(), c.rice)
     wq, lat, err, consumed = decode_payload(c.payload, c.spec.group_sizes(),
-                                            c.spec.level_dims())
+                                            c.spec.level_dims(), c.version, c.rice)
     assert err == 0 and params == wq.tolist()
     assert np.concatenate([np.ravel(g) for g in grids]).tolist() == lat.tolist()
     assert dec.reads == consumed
@@ -575,10 +597,11 @@ def test_decoding_trace_constants():
 
     text = DECODING_MD.read_text(encoding="utf-8")
     assert (e.PROB_BITS, e.RATE_FAST, e.RATE_SLOW, e.TOP) == (15, 3, 7, 1 << 24)
-    assert e.ADAPTATION == {1: (255, 4, 7), 2: (0, 3, 7)} and e.COUNT_MAX == 255
+    assert e.ADAPTATION == {1: (255, 4, 7), 2: (0, 3, 7), 3: (0, 3, 7)} and e.COUNT_MAX == 255
     flat = " ".join(text.split())
     assert ("| 1 | 255 | 4 | 7 |" in text and
-            f"| 2 | 0 | {e.RATE_FAST} | {e.RATE_SLOW} |" in text)
+            f"| 2, 3 | 0 | {e.RATE_FAST} | {e.RATE_SLOW} |" in text)
+    assert f"`RICE_MAX` = {e.RICE_MAX}" in text
     assert f"`COUNT_MAX` = {e.COUNT_MAX}" in flat
     assert f"WCTX = {e.WCTX} " in text and f"LCTX = {e.LCTX} " in text
     assert f"L_ZERO = {e.L_ZERO} " in text and f"L_SIGN = {e.L_SIGN} " in text

@@ -40,7 +40,7 @@ def parse(data):
     # Bytes past the end of the payload read as zero: the encoder strips
     # trailing zero bytes, so ``consumed`` may exceed the payload length.
     wq, lat, err, _ = decode_payload(c.payload, spec.group_sizes(), spec.level_dims(),
-                                     c.version)
+                                     c.version, c.rice)
     if err:
         raise FormatError("payload holds an impossible value (corrupted file)")
     return c, dequantize(spec, wq, c.weight_steps, c.bias_steps), lat.astype(np.float32)

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _warm, format as fmt
 from .decoder import decode, dequantize, param_steps
-from .entropy import encode_payload
+from .entropy import choose_rice, encode_payload
 from .errors import BudgetError, InputError
 from .field import ModelSpec, column_pass, level_table, layer_table, make_taps, render
 from .progress import TrainingProgress
@@ -457,8 +457,10 @@ def _quantize_latents(lat: np.ndarray, deadzone) -> np.ndarray:
 
 
 def _file(spec, wq, ws, bs, latq, metadata=b"") -> bytes:
-    payload = encode_payload(wq, spec.group_sizes(), latq, spec.level_dims())
-    return fmt.pack(spec, ws, bs, payload, metadata)
+    groups = spec.group_sizes()
+    rice = choose_rice(wq, groups)
+    payload = encode_payload(wq, groups, latq, spec.level_dims(), rice=rice)
+    return fmt.pack(spec, ws, bs, payload, metadata, rice)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -613,8 +615,9 @@ def _better_snapshot(kept, spec, tr, steps, img, lam, metadata):
 def _latent_bytes(spec: ModelSpec, wq: np.ndarray, latq: np.ndarray) -> int:
     """Coded size of latents ``latq``: the payload with them minus without them."""
     groups = spec.group_sizes()
-    with_lat = encode_payload(wq, groups, latq, spec.level_dims())
-    return len(with_lat) - len(encode_payload(wq, groups, np.zeros(0, np.int64), []))
+    rice = choose_rice(wq, groups)
+    with_lat = encode_payload(wq, groups, latq, spec.level_dims(), rice=rice)
+    return len(with_lat) - len(encode_payload(wq, groups, np.zeros(0, np.int64), [], rice=rice))
 
 
 def _constant_model(img: np.ndarray, budget: int, metadata: bytes):

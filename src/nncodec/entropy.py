@@ -39,7 +39,9 @@ TOP = 1 << 24
 COUNT_MAX = 255
 #: Adaptation per format version: (initial count, fast rate, slow rate).
 #: Version 1 had no warm-up: a saturated counter makes the rates the targets.
-ADAPTATION = {1: (COUNT_MAX, 4, 7), 2: (0, RATE_FAST, RATE_SLOW)}
+ADAPTATION = {1: (COUNT_MAX, 4, 7), 2: (0, RATE_FAST, RATE_SLOW), 3: (0, RATE_FAST, RATE_SLOW)}
+#: Largest Rice parameter of a parameter group (format version 3).
+RICE_MAX = 7
 #: Warm-up rate after n coded bits: the bit length of n + 1 (1, 2, 2, 3, 3,
 #: 3, 3, 4, ...), before the cap at the context's target rate.
 WARM_RATE = np.array([(n + 1).bit_length() for n in range(COUNT_MAX + 1)], dtype=np.int64)
@@ -105,6 +107,10 @@ def new_probs(n: int, version: int = FORMAT_VERSION) -> np.ndarray:
     probs[:, :2] = PROB_ONE // 2
     probs[:, 2:] = ADAPTATION[version]
     return probs
+
+
+#: Fresh contexts of the unary bins of a Rice code (see :func:`_rice_cost`).
+_FRESH_RICE = new_probs(WEIGHT_UNARY)
 
 
 @njit
@@ -299,10 +305,11 @@ def _mag_class(s):
 
 
 @njit
-def _code_weights_enc(st, out, probs, wq, group_ends):
+def _code_weights_enc(st, out, probs, wq, group_ends, rice):
     start = 0
     for g in range(group_ends.shape[0]):
         base = g * WCTX
+        rk = rice[g]  # Rice parameter; -1: unary code (versions 1 and 2)
         for n in range(start, group_ends[g]):
             v = wq[n]
             if v == 0:
@@ -310,6 +317,23 @@ def _code_weights_enc(st, out, probs, wq, group_ends):
                 continue
             _enc_bit(st, out, probs, base, 1)
             _enc_bypass(st, out, 1 if v < 0 else 0)
+            if rk >= 0:
+                # Rice code of |v| - 1: quotient in adaptive unary bins, then
+                # the k low bits in bypass bits, most significant first.
+                m = abs(v) - 1
+                hi = m >> rk
+                b = 0
+                while b < WEIGHT_UNARY:
+                    more = 1 if hi > b else 0
+                    _enc_bit(st, out, probs, base + 1 + b, more)
+                    if more == 0:
+                        break
+                    b += 1
+                if hi >= WEIGHT_UNARY:
+                    _enc_eg0(st, out, hi - WEIGHT_UNARY)
+                for i in range(rk - 1, -1, -1):
+                    _enc_bypass(st, out, (m >> i) & 1)
+                continue
             m = abs(v)
             k = 1
             while k <= WEIGHT_UNARY:
@@ -324,15 +348,31 @@ def _code_weights_enc(st, out, probs, wq, group_ends):
 
 
 @njit
-def _code_weights_dec(st, data, probs, wq, group_ends):
+def _code_weights_dec(st, data, probs, wq, group_ends, rice):
     start = 0
     for g in range(group_ends.shape[0]):
         base = g * WCTX
+        rk = rice[g]  # Rice parameter; -1: unary code (versions 1 and 2)
         for n in range(start, group_ends[g]):
             if _dec_bit(st, data, probs, base) == 0:
                 wq[n] = 0
                 continue
             neg = _dec_bypass(st, data)
+            if rk >= 0:
+                hi = 0
+                while hi < WEIGHT_UNARY and _dec_bit(st, data, probs, base + 1 + hi) == 1:
+                    hi += 1
+                if hi == WEIGHT_UNARY:
+                    e = _dec_eg0(st, data)
+                    if e < 0:
+                        return ERR_OVERFLOW
+                    hi = WEIGHT_UNARY + e
+                m = hi
+                for i in range(rk):
+                    m = (m << 1) | _dec_bypass(st, data)
+                m += 1
+                wq[n] = -m if neg else m
+                continue
             m = 1
             while m <= WEIGHT_UNARY:
                 if _dec_bit(st, data, probs, base + m) == 0:
@@ -431,20 +471,20 @@ def _code_latents_dec(st, data, probs, lat, offsets, dims, ctx_base):
 
 
 @njit
-def _encode_all(wq, group_ends, lat, offsets, dims, out, probs):
+def _encode_all(wq, group_ends, lat, offsets, dims, out, probs, rice):
     st = np.zeros(5, dtype=np.int64)
     _enc_init(st)
-    _code_weights_enc(st, out, probs, wq, group_ends)
+    _code_weights_enc(st, out, probs, wq, group_ends, rice)
     _code_latents_enc(st, out, probs, lat, offsets, dims, group_ends.shape[0] * WCTX)
     _enc_flush(st, out)
     return st[4]
 
 
 @njit
-def _decode_all(data, wq, group_ends, lat, offsets, dims, probs):
+def _decode_all(data, wq, group_ends, lat, offsets, dims, probs, rice):
     st = np.zeros(3, dtype=np.int64)
     _dec_init(st, data)
-    err = _code_weights_dec(st, data, probs, wq, group_ends)
+    err = _code_weights_dec(st, data, probs, wq, group_ends, rice)
     if err != OK:
         return err, st[2]
     err = _code_latents_dec(st, data, probs, lat, offsets, dims, group_ends.shape[0] * WCTX)
@@ -463,8 +503,66 @@ def _n_contexts(group_ends, dims) -> int:
     return group_ends.shape[0] * WCTX + dims.shape[0] * LCTX
 
 
+def _rice_array(rice, n_groups: int, version: int) -> np.ndarray:
+    """Per-group Rice parameters for the kernels: -1 (unary code) before version 3."""
+    if version < 3:
+        return np.full(n_groups, -1, np.int64)
+    if rice is None:
+        return np.zeros(n_groups, np.int64)
+    rice = np.asarray(rice, dtype=np.int64).reshape(-1)
+    if rice.size != n_groups or (rice < 0).any() or (rice > RICE_MAX).any():
+        raise ValueError(f"need {n_groups} Rice parameters in 0..{RICE_MAX}, got {rice.tolist()}")
+    return rice
+
+
+@njit
+def _rice_cost(q, k):
+    """Bits of the magnitudes of ``q`` (nonzero values) in a Rice code of
+    parameter ``k`` with fresh adaptive unary bins: the ideal code length
+    under the coder's own adaptation, bypass bits at one bit each."""
+    probs = _FRESH_RICE.copy()
+    bits = 0.0
+    for n in range(q.shape[0]):
+        if q[n] == 0:
+            continue
+        m = abs(q[n]) - 1
+        hi = m >> k
+        b = 0
+        while b < WEIGHT_UNARY:
+            more = 1 if hi > b else 0
+            p0 = (probs[b, 0] + probs[b, 1]) >> 1
+            bits -= np.log2((p0 if more == 0 else PROB_ONE - p0) / PROB_ONE)
+            _adapt(probs, b, more)
+            if more == 0:
+                break
+            b += 1
+        if hi >= WEIGHT_UNARY:
+            v1 = hi - WEIGHT_UNARY + 1
+            nb = 0
+            while v1 > 1:
+                v1 >>= 1
+                nb += 1
+            bits += 2 * nb + 1
+        bits += k
+    return bits
+
+
+def choose_rice(wq: np.ndarray, group_sizes) -> list[int]:
+    """The Rice parameter (0..RICE_MAX) that codes each group's magnitudes in
+    the fewest bits (format version 3; the zero flags and signs cost the
+    same for every parameter)."""
+    wq = np.ascontiguousarray(wq, dtype=np.int64)
+    out, start = [], 0
+    for size in group_sizes:
+        q = wq[start:start + size]
+        start += size
+        costs = [_rice_cost(q, k) for k in range(RICE_MAX + 1)]
+        out.append(int(np.argmin(costs)))
+    return out
+
+
 def encode_payload(wq: np.ndarray, group_sizes, lat: np.ndarray, dims,
-                   version: int = FORMAT_VERSION) -> bytes:
+                   version: int = FORMAT_VERSION, rice=None) -> bytes:
     """Range-code quantized parameters and latents.
 
     Args:
@@ -473,7 +571,10 @@ def encode_payload(wq: np.ndarray, group_sizes, lat: np.ndarray, dims,
             its biases, layer after layer).
         lat: int64[N], all latent grids, finest level first, each raster order.
         dims: (L, 2) grid heights and widths, finest first.
-        version: format version whose probability adaptation to use.
+        version: format version whose probability adaptation and parameter
+            code to use.
+        rice: from version 3, the Rice parameter of each group (see
+            :func:`choose_rice`; zeros if None).
     Returns:
         The coded bytes (leading zero byte and trailing zero bytes stripped).
     """
@@ -486,12 +587,13 @@ def encode_payload(wq: np.ndarray, group_sizes, lat: np.ndarray, dims,
     cap = 64 + (nsym * PROB_BITS) // 8 + 16 * (wq.size + lat.size)
     out = np.zeros(cap, dtype=np.uint8)
     probs = new_probs(_n_contexts(group_ends, dims), version)
-    n = _encode_all(wq, group_ends, lat, offsets, dims, out, probs)
+    n = _encode_all(wq, group_ends, lat, offsets, dims, out, probs,
+                    _rice_array(rice, group_ends.shape[0], version))
     body = out[1:n].tobytes()  # the first byte is always 0
     return body.rstrip(b"\x00")
 
 
-def decode_payload(data: bytes, group_sizes, dims, version: int = FORMAT_VERSION):
+def decode_payload(data: bytes, group_sizes, dims, version: int = FORMAT_VERSION, rice=None):
     """Inverse of :func:`encode_payload`. Returns ``(wq, lat, err, consumed)``.
 
     ``err`` is nonzero when the stream holds an impossible value (a corrupted
@@ -505,5 +607,6 @@ def decode_payload(data: bytes, group_sizes, dims, version: int = FORMAT_VERSION
     wq = np.zeros(int(group_ends[-1]) if len(group_ends) else 0, dtype=np.int64)
     lat = np.zeros(int(offsets[-1]), dtype=np.int64)
     probs = new_probs(_n_contexts(group_ends, dims), version)
-    err, consumed = _decode_all(buf, wq, group_ends, lat, offsets, dims, probs)
+    err, consumed = _decode_all(buf, wq, group_ends, lat, offsets, dims, probs,
+                                _rice_array(rice, group_ends.shape[0], version))
     return wq, lat, int(err), int(consumed)

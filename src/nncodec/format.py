@@ -19,16 +19,17 @@ No floats on the wire: quantization steps are indices into ``STEP_TABLE``.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dc_field
 
 from .errors import ChecksumError, FormatError, TruncatedError, VersionError
 from .field import ModelSpec
 
 MAGIC = b"\x89NNI"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Versions this decoder reads. Version 2 changed only the adaptation of the
-#: coder's probabilities (entropy.ADAPTATION); the layout is the same.
-READ_VERSIONS = (1, 2)
+#: coder's probabilities (entropy.ADAPTATION); version 3 codes the network
+#: parameters with Rice codes whose parameters are layer fields (entropy.py).
+READ_VERSIONS = (1, 2, 3)
 CRC_BYTES = 4
 #: Largest coded image a decoder accepts (width * height).
 MAX_CODED_PIXELS = 1 << 26
@@ -41,6 +42,7 @@ class Field:
     lo: int
     hi: int
     doc: str
+    since: int = 1  # first format version whose header holds the field
 
 
 HEADER_FIELDS = (
@@ -60,23 +62,32 @@ HEADER_FIELDS = (
     Field("has_metadata", 1, 0, 1, "1: a metadata section follows the header"),
 )
 
-#: Repeated once per linear layer (n_hidden + 1 times), first layer first.
+#: Repeated once per linear layer (n_hidden + 1 times), first layer first;
+#: a field appears from format version ``since`` on.
 LAYER_FIELDS = (
     Field("weight_step", 6, 0, 63, "weight quantization step index into STEP_TABLE"),
     Field("bias_step", 6, 0, 63, "bias quantization step index into STEP_TABLE"),
+    Field("weight_rice", 3, 0, 7, "Rice parameter of the weights' magnitudes", since=3),
+    Field("bias_rice", 3, 0, 7, "Rice parameter of the biases' magnitudes", since=3),
 )
+
+
+def layer_fields(version: int = FORMAT_VERSION) -> tuple:
+    """The fields of LAYER_FIELDS that a header of ``version`` holds."""
+    return tuple(f for f in LAYER_FIELDS if f.since <= version)
 
 #: Quantization step of index i: 2 ** (-i / 4).
 STEP_TABLE = tuple(2.0 ** (-i / 4.0) for i in range(64))
 
 
-def header_bits(n_layers: int) -> int:
-    return sum(f.bits for f in HEADER_FIELDS) + n_layers * sum(f.bits for f in LAYER_FIELDS)
+def header_bits(n_layers: int, version: int = FORMAT_VERSION) -> int:
+    return (sum(f.bits for f in HEADER_FIELDS)
+            + n_layers * sum(f.bits for f in layer_fields(version)))
 
 
-def header_bytes(n_layers: int) -> int:
+def header_bytes(n_layers: int, version: int = FORMAT_VERSION) -> int:
     """Bytes of magic, version and header for a model with ``n_layers`` layers."""
-    return len(MAGIC) + 1 + (header_bits(n_layers) + 7) // 8
+    return len(MAGIC) + 1 + (header_bits(n_layers, version) + 7) // 8
 
 
 @dataclass
@@ -90,6 +101,9 @@ class Container:
     payload: bytes
     fields: dict
     version: int = FORMAT_VERSION
+    #: Rice parameter of each parameter group (a layer's weights, then its
+    #: biases, layer after layer); zeros before version 3.
+    rice: list[int] = dc_field(default_factory=list)
 
 
 def spec_to_fields(spec: ModelSpec, has_metadata: bool) -> dict:
@@ -160,16 +174,26 @@ def _leb128(n: int) -> bytes:
             return bytes(out)
 
 
-def pack(spec: ModelSpec, weight_steps, bias_steps, payload: bytes, metadata: bytes = b"") -> bytes:
-    """Assemble a complete ``.nni`` file."""
+def pack(spec: ModelSpec, weight_steps, bias_steps, payload: bytes, metadata: bytes = b"",
+         rice=None) -> bytes:
+    """Assemble a complete ``.nni`` file (format FORMAT_VERSION).
+
+    ``rice`` holds the Rice parameter of every parameter group (see
+    :attr:`Container.rice`); zeros if None.
+    """
     validate_spec(spec)
     n_layers = spec.n_hidden + 1
     if len(weight_steps) != n_layers or len(bias_steps) != n_layers:
         raise ValueError("one weight and one bias step per layer are required")
+    rice = [0] * (2 * n_layers) if rice is None else list(rice)
+    if len(rice) != 2 * n_layers:
+        raise ValueError("one Rice parameter per parameter group is required")
     values = [(f, spec_to_fields(spec, bool(metadata))[f.name], f.name) for f in HEADER_FIELDS]
+    per_layer = {"weight_step": weight_steps, "bias_step": bias_steps,
+                 "weight_rice": rice[0::2], "bias_rice": rice[1::2]}
     for k in range(n_layers):
-        values.append((LAYER_FIELDS[0], int(weight_steps[k]), f"weight_step[{k}]"))
-        values.append((LAYER_FIELDS[1], int(bias_steps[k]), f"bias_step[{k}]"))
+        for f in layer_fields():
+            values.append((f, int(per_layer[f.name][k]), f"{f.name}[{k}]"))
     acc = 0
     nbits = 0
     for field, v, label in values:
@@ -227,12 +251,16 @@ def unpack(data: bytes) -> Container:
         fields[f.name] = v = reader.read(f.bits)
         _check(f, v, f.name)
     n_layers = fields["n_hidden"] + 1
-    wsteps, bsteps = [], []
+    per_layer = {f.name: [] for f in LAYER_FIELDS}
     for k in range(n_layers):
-        wsteps.append(reader.read(LAYER_FIELDS[0].bits))
-        bsteps.append(reader.read(LAYER_FIELDS[1].bits))
-        fields[f"weight_step[{k}]"] = wsteps[-1]
-        fields[f"bias_step[{k}]"] = bsteps[-1]
+        for f in layer_fields(version):
+            fields[f"{f.name}[{k}]"] = v = reader.read(f.bits)
+            _check(f, v, f"{f.name}[{k}]")
+            per_layer[f.name].append(v)
+    wsteps, bsteps = per_layer["weight_step"], per_layer["bias_step"]
+    rice = [0] * (2 * n_layers)
+    if per_layer["weight_rice"]:
+        rice[0::2], rice[1::2] = per_layer["weight_rice"], per_layer["bias_rice"]
     pad = (-reader.pos) % 8
     if reader.read(pad) if pad else 0:
         raise FormatError("header padding bits are not zero")
@@ -260,4 +288,4 @@ def unpack(data: bytes) -> Container:
         pos += length
         fields["metadata_bytes"] = length
     fields["payload_bytes"] = len(body) - pos
-    return Container(spec, wsteps, bsteps, metadata, body[pos:], fields, version)
+    return Container(spec, wsteps, bsteps, metadata, body[pos:], fields, version, rice)
