@@ -209,18 +209,6 @@ def pixel_loss(spec, theta, lat, target, sel) -> float:
 # Rate model.
 
 
-def laplace_survival(x: float, b: float) -> float:
-    """P(X > x) for X ~ Laplace(0, b)."""
-    return 0.5 * math.exp(-x / b) if x >= 0 else 1.0 - 0.5 * math.exp(x / b)
-
-
-def laplace_bits(y: float, b: float) -> float:
-    """-log2 P(y - 1/2 < X < y + 1/2), X ~ Laplace(0, b)."""
-    ay = abs(y)  # the density is symmetric
-    p = laplace_survival(ay - 0.5, b) - laplace_survival(ay + 0.5, b)
-    return -math.log2(p)
-
-
 def rate_context(q: np.ndarray, i: int, j: int, parent_nonzero: bool) -> int:
     """Context class of latent (i, j) from its rounded causal neighbours.
 
@@ -247,19 +235,45 @@ def has_parent(grids, lev) -> bool:
     return grids[lev + 1].shape == (math.ceil(rows / 2), math.ceil(cols / 2))
 
 
-def rate_total(spec, yhat, logb) -> float:
-    """Total bits of the latents under the context-dependent Laplace model."""
-    grids = split_latents(spec, yhat)
-    rounded = [np.floor(g + 0.5) for g in grids]
-    total = 0.0
+def rate_table(spec, q):
+    """The rate model's cost tables, latent by latent, as the coder walks.
+
+    Grid by grid, from fresh contexts, in raster order: the bits of
+    ``v - 1``, ``v``, ``v + 1`` (``v`` the latent's integer) with the
+    contexts in force, then adapt them along ``v``. Returns ``(table
+    float[N, 3], tail)``, ``tail`` the bits of grid 0's trailing zeros.
+    """
+    from nncodec import entropy, train
+
+    grids = split_latents(spec, np.asarray(q, dtype=np.int64))
+    rows = []
+    tail = 0.0
     for lev, g in enumerate(grids):
-        rows, cols = g.shape
-        for i in range(rows):
-            for j in range(cols):
-                pnz = has_parent(grids, lev) and rounded[lev + 1][i // 2, j // 2] != 0
-                cls = rate_context(rounded[lev], i, j, pnz)
-                total += laplace_bits(float(g[i, j]), math.exp(logb[lev][cls]))
-    return total
+        probs = entropy.new_probs(entropy.LCTX)
+        run = 0.0
+        h, w = g.shape
+        for i in range(h):
+            for j in range(w):
+                def at(a, b):
+                    return int(g[a, b]) if 0 <= a < h and 0 <= b < w else 0
+
+                act = (2 * min(abs(at(i, j - 1)), 3) + 2 * min(abs(at(i - 1, j)), 3)
+                       + min(abs(at(i - 1, j - 1)), 3) + min(abs(at(i - 1, j + 1)), 3))
+                pnz = has_parent(grids, lev) and grids[lev + 1][i // 2, j // 2] != 0
+                zc = rate_context(g, i, j, pnz)
+                mc = 0 if act == 0 else 1 if act <= 4 else 2
+
+                def sg(x):
+                    return 0 if x == 0 else 1 if x > 0 else 2
+
+                sctx = 3 * sg(at(i, j - 1)) + sg(at(i - 1, j))
+                v = int(g[i, j])
+                rows.append([train._value_bits(probs, zc, sctx, mc, v + d) for d in (-1, 0, 1)])
+                run = 0.0 if v else run + rows[-1][1]
+                train._adapt_value(probs, zc, sctx, mc, v)
+        if lev == 0:
+            tail = run
+    return np.array(rows, dtype=np.float64).reshape(-1, 3), tail
 
 
 # ---------------------------------------------------------------------------

@@ -318,16 +318,14 @@ def test_encode_with_each_stencil(images, monkeypatch, stencil):
 
 
 @pytest.mark.parametrize("name", ["grey", "rgb"])
-@pytest.mark.parametrize("model", ["adaptive", "laplace"])
-def test_hard_phase_rate_is_taken_at_noisy_latents(images, name, model, monkeypatch):
+def test_hard_phase_rate_is_taken_at_noisy_latents(images, name):
     """With hard rounding the MLP sees rounded latents, but the rate model keeps
     the noise proxy of the first phase: it is evaluated at ``lat + U(-1/2, 1/2)``
-    (the trainer's next noise draw), neither at the rounded nor at
-    the bare continuous latents. The adaptive model takes its contexts and
-    probabilities from the rounded latents."""
-    from nncodec.train import _rate, _rate_adaptive, noise_key, uniform_noise
+    (the trainer's next noise draw), neither at the rounded nor at the bare
+    continuous latents, with the cost tables of the rounded latents (the
+    first step walks them)."""
+    from nncodec.train import noise_key, uniform_noise
 
-    monkeypatch.setattr(encoder, "RATE_MODEL", model)
     img = images[name]
     img = img[:, :, None] if img.ndim == 2 else img
     h, w, c = img.shape
@@ -336,28 +334,22 @@ def test_hard_phase_rate_is_taken_at_noisy_latents(images, name, model, monkeypa
     rng = np.random.default_rng(0)
     lat = rng.laplace(0.0, 0.8, tr.lat.size).astype(np.float32)
     tr.lat[:] = lat
-    tr.logb[:] = rng.uniform(-1.0, 1.0, tr.logb.shape)
-    logb = tr.logb.copy()
     sel = tr.sample(1.0)
     assert sel.size == h * w  # small image: no random selection
     noise = uniform_noise(noise_key(0, tr.noise_draws), lat.size)
     _, bits = tr.step(sel, 0.01, True, 1e-3, 1e-3)
     q = np.floor(lat + 0.5).astype(np.int64)
-    if model == "adaptive":
-        def total(y):
-            return _rate_adaptive(y.astype(np.float32), q, tr.offsets, tr.dims,
-                                  np.zeros(lat.size), 0.0)
-    else:
-        def total(y):
-            return naive.rate_total(spec, y.astype(np.float64), logb)
-    want = total(lat + noise)
+    table, tail = naive.rate_table(spec, q)
+
+    def total(y):
+        x = np.asarray(y, np.float64) - q
+        slope = np.where(x < 0, table[:, 1] - table[:, 0], table[:, 2] - table[:, 1])
+        return float(np.sum(table[:, 1] + x * slope)) - tail
+
+    want = total(lat.astype(np.float64) + noise)
     assert bits == pytest.approx(want, rel=1e-5)
     # The alternatives differ by more than five times the tolerance above.
     assert min(abs(want - total(q)), abs(want - total(lat))) > 5e-5 * want
-    if model == "laplace":
-        glat, glogb = np.zeros(lat.size), np.zeros_like(logb)
-        assert _rate(lat + noise, tr.offsets, tr.dims, logb, glat, glogb, 1.0) == (
-            pytest.approx(bits, rel=1e-9))
 
 
 # ---------------------------------------------------------------------------
@@ -378,14 +370,17 @@ def photo_crop():
 
 @pytest.mark.parametrize("budget", [900, 1600])
 def test_estimates_agree_with_the_file(photo_crop, budget):
-    """The rate model's bytes for the trained latents are within 5% of their
-    coded size, and the PSNR training saw is within 0.3 dB of the decoded one."""
+    """The rate model's bytes for the file's latents are within 5% of their
+    coded size, and the PSNR that the training kernel computes for the file's
+    parameters (float output) is within 0.1 dB of the decoded one (8-bit,
+    clipped): the encoder's view of the file is the decoder's (the issue's
+    bound is 0.3 dB; here the 8-bit rounding alone moves it by about 0.01)."""
     data, st = encode_stats(photo_crop, budget=budget, preset="fast")
     assert len(data) <= budget
     assert st.latent_bytes > 0.3 * budget  # the latents carry most of the file
     assert abs(st.est_latent_bytes - st.latent_bytes) <= 0.05 * st.latent_bytes, (
         st.est_latent_bytes, st.latent_bytes)
-    assert abs(st.est_psnr - st.psnr) <= 0.3, (st.est_psnr, st.psnr)
+    assert abs(st.est_psnr - st.psnr) <= 0.1, (st.est_psnr, st.psnr)
     decoded = nncodec.decode(data)
     mse = np.mean((decoded.astype(float) - photo_crop.astype(float)) ** 2)
     assert st.psnr == pytest.approx(10 * np.log10(255 ** 2 / mse), abs=1e-9)
@@ -467,30 +462,44 @@ def test_latent_noise_is_uniform_and_counter_based():
     assert abs(np.corrcoef(u, v)[0, 1]) < 0.01 and abs(np.corrcoef(u[1:], u[:-1])[0, 1]) < 0.01
 
 
-@pytest.mark.parametrize("n, stride", [(100_003, 8), (64, 16), (5, 8), (48, 1)])
-def test_pixel_samples_are_counter_based_one_per_block(n, stride):
-    """Trainer.sample's draws: block i of ``stride`` pixels gives pixel
-    i * stride + floor(width * r / 2**24), r the top 24 bits of SplitMix64 of
-    the key plus (i + 1) times the golden ratio; a stream of its own."""
-    from nncodec.train import STREAM_NOISE, STREAM_SAMPLE, noise_key, sample_pixels
+@pytest.mark.parametrize("h, w, band", [(512, 768, 8), (13, 130, 8), (7, 5, 8), (300, 64, 16),
+                                        (9, 1000, 1)])
+def test_pixel_samples_are_counter_based_row_segments(h, w, band):
+    """Trainer.sample's draws: in every tile of ``band`` rows by SEGMENT
+    columns, the row r = top + floor(rows * z / 2**24) of the tile's pixels,
+    z the top 24 bits of SplitMix64 of the key plus (i + 1) times the golden
+    ratio, i the tile's index (bands outer); ascending; a stream of its own."""
+    from nncodec.train import SEGMENT, STREAM_NOISE, STREAM_SAMPLE, noise_key, sample_segments
 
     key = noise_key(3, 9, STREAM_SAMPLE)
     assert key != noise_key(3, 9, STREAM_NOISE)
-    sel = sample_pixels(key, n, stride)
-    assert sel.dtype == np.int64 and sel.size == -(-n // stride)
-    for i in range(sel.size):
-        start = i * stride
-        width = min(stride, n - start)
-        z = naive.splitmix64((int(key) + (i + 1) * 0x9E3779B97F4A7C15) % 2 ** 64)
-        assert sel[i] == start + ((z >> 40) * width >> 24)
-    assert np.all(np.diff(sel) > 0) and sel[0] >= 0 and sel[-1] < n
-    if n >= 10_000:
-        # Uniform within the blocks, fresh for every draw.
-        offsets = sel % stride
-        counts = np.bincount(offsets, minlength=stride)
-        assert counts.min() > 0.9 * sel.size / stride and counts.max() < 1.1 * sel.size / stride
-        other = sample_pixels(noise_key(3, 10, STREAM_SAMPLE), n, stride) % stride
-        assert abs(np.corrcoef(offsets, other)[0, 1]) < 0.02
+    sel = sample_segments(key, h, w, band)
+    nstrips, nbands = -(-w // SEGMENT), -(-h // band)
+    want = []
+    for b in range(nbands):
+        rows = []
+        for st in range(nstrips):
+            i = b * nstrips + st
+            z = naive.splitmix64((int(key) + (i + 1) * 0x9E3779B97F4A7C15) % 2 ** 64) >> 40
+            rows.append(b * band + (z * min(band, h - b * band) >> 24))
+        want += sorted(r * w + c for st, r in enumerate(rows)
+                       for c in range(st * SEGMENT, min(w, (st + 1) * SEGMENT)))
+    assert sel.dtype == np.int64 and sel.tolist() == want
+    assert sel.size == w * nbands and np.all(np.diff(sel) > 0)
+    if h * w >= 100_000:
+        # Uniform over the rows of a band, fresh for every draw: 768 segments
+        # (their first pixels), 96 per row expected (4 deviations either side).
+        def tile_rows(s):
+            first = s[s % w % SEGMENT == 0]
+            tiles = (first // w // band) * nstrips + first % w // SEGMENT
+            return ((first // w) % band)[np.argsort(tiles)]
+
+        offsets = tile_rows(sel)
+        counts = np.bincount(offsets, minlength=band)
+        assert counts.min() > 0.6 * offsets.size / band
+        assert counts.max() < 1.4 * offsets.size / band
+        other = tile_rows(sample_segments(noise_key(3, 10, STREAM_SAMPLE), h, w, band))
+        assert abs(np.corrcoef(offsets, other)[0, 1]) < 0.15
 
 
 @pytest.mark.parametrize("alpha", [0.0, 4.0])
@@ -513,7 +522,7 @@ def test_soft_rounding_gradient_matches_finite_differences(images, alpha):
     def loss(lat):
         tr.lat[:] = lat
         tr.noise_draws = draws  # the same noise every time
-        mse, bits, _, glat, _ = tr.gradients(sel, lam, False, None, alpha)
+        mse, bits, _, glat = tr.gradients(sel, lam, False, None, alpha)
         return mse + lam * bits / (h * w), glat
 
     lat0 = tr.lat.astype(np.float64)

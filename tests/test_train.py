@@ -325,145 +325,83 @@ def test_latent_grad_is_transpose_of_sampling(k, stencil):
 
 
 # ---------------------------------------------------------------------------
-# Rate proxy.
+# Rate proxy: the coder's cost tables and their interpolation.
 
 
-def _away_from_half(y, margin=0.02):
-    y = np.asarray(y, dtype=np.float64).copy()
-    frac = y - np.floor(y)
-    y[np.abs(frac - 0.5) < margin] += 2 * margin
-    return y
-
-
-LAPLACE_Y = [-4.3, -2.2, -1.0, -0.7, -0.45, -0.2, 0.0, 0.1, 0.3, 0.49, 0.52, 0.8, 1.0, 1.7, 3.3,
-             6.1]
-LAPLACE_B = [0.05, 0.3, 1.0, 2.5, 40.0]
-
-
-@pytest.mark.parametrize("b", LAPLACE_B)
-def test_laplace_bits_matches_naive(b):
-    for y in LAPLACE_Y:
-        bits, _, _ = train._laplace_bits(y, b)
-        assert bits == pytest.approx(naive.laplace_bits(y, b), rel=1e-9, abs=1e-9), (y, b)
-        assert bits >= 0
-
-
-def test_laplace_bits_integer_probabilities_sum_to_one():
-    for b in LAPLACE_B:
-        total = sum(2.0 ** -train._laplace_bits(float(k), b)[0] for k in range(-2000, 2001))
-        assert total == pytest.approx(1.0, abs=1e-9)
-
-
-def _fd_y(f, y, b, eps=1e-6):
-    return (f(y + eps, b) - f(y - eps, b)) / (2 * eps)
-
-
-def _fd_logb(f, y, b, eps=1e-6):
-    lb = math.log(b)
-    return (f(y, math.exp(lb + eps)) - f(y, math.exp(lb - eps))) / (2 * eps)
-
-
-def _kernel_bits(y, b):
-    return train._laplace_bits(y, b)[0]
-
-
-def _derivative_cases():
-    for b in LAPLACE_B:
-        for y in LAPLACE_Y:
-            if b < 0.1 and abs(y) < 0.5:
-                continue  # P = 1 - 1e-5: the bits are below double precision
-            yield y, b
-
-
-@pytest.mark.parametrize("b", LAPLACE_B)
-def test_laplace_bits_dy_vs_finite_differences(b):
-    for y, bb in _derivative_cases():
-        if bb != b:
-            continue
-        _, dy, _ = train._laplace_bits(y, b)
-        assert dy == pytest.approx(_fd_y(_kernel_bits, y, b), rel=1e-5, abs=1e-7), (y, b)
-        assert dy == pytest.approx(_fd_y(naive.laplace_bits, y, b), rel=1e-4, abs=1e-6), (y, b)
-
-
-@pytest.mark.parametrize("b", LAPLACE_B)
-def test_laplace_bits_dlogb_vs_finite_differences(b):
-    """Third return value: d bits / d log b."""
-    for y, bb in _derivative_cases():
-        if bb != b:
-            continue
-        _, _, dlb = train._laplace_bits(y, b)
-        assert dlb == pytest.approx(_fd_logb(_kernel_bits, y, b), rel=1e-5, abs=1e-7), (y, b)
-        assert dlb == pytest.approx(_fd_logb(naive.laplace_bits, y, b), rel=1e-4, abs=1e-6), (
-            y, b)
-
-
-def rate_problem(seed, chroma=0):
+def rate_problem(seed, chroma=0, scale=0.9):
     """With chroma = 2 the grids are k = 0 1 2 | 1 2 | 1 2: grids 3 and 5 follow
     a grid that is not their child, so they are nobody's parent."""
     spec = ModelSpec(13, 10, 3, 3, 0, 0, 1, 2, n_chroma=chroma)
     rng = np.random.default_rng(seed)
-    y = rng.laplace(0.0, 0.9, spec.n_latents)
+    y = rng.laplace(0.0, scale, spec.n_latents)
     y[rng.random(y.size) < 0.3] *= 0.2  # many rounded zeros
-    yhat = _away_from_half(y)
-    logb = rng.uniform(-1.5, 1.5, (spec.n_grids, train.N_RATE_CTX))
+    q = np.floor(y + 0.5).astype(np.int64)
     offsets, dims = field.level_table(spec)
-    return spec, yhat, logb, offsets, dims
+    return spec, q, offsets, dims
 
 
-def run_rate(yhat, offsets, dims, logb, weight=1.0, glat=None, glogb=None):
-    glat = np.zeros(yhat.size) if glat is None else glat
-    glogb = np.zeros_like(logb) if glogb is None else glogb
-    total = train._rate(yhat, offsets, dims, logb, glat, glogb, weight)
-    return total, glat, glogb
-
-
-@pytest.mark.parametrize("chroma", [0, 2])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_rate_total_matches_naive(seed, chroma):
-    spec, yhat, logb, offsets, dims = rate_problem(seed, chroma)
-    total, _, _ = run_rate(yhat, offsets, dims, logb)
-    assert total == pytest.approx(naive.rate_total(spec, yhat, logb), rel=1e-9)
-    # float32 latents, as the encoder passes them
-    y32 = yhat.astype(np.float32)
-    total32, _, _ = run_rate(y32, offsets, dims, logb)
-    assert total32 == pytest.approx(naive.rate_total(spec, y32.astype(np.float64), logb),
-                                    rel=1e-6)
+def walk(q, offsets, dims):
+    table = np.full((q.size, 3), np.nan)
+    tail = train._rate_table(q, offsets, dims, table)
+    return table, tail
 
 
 @pytest.mark.parametrize("chroma", [0, 2])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_rate_latent_gradient_vs_finite_differences(seed, chroma):
-    _, yhat, logb, offsets, dims = rate_problem(seed, chroma)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rate_table_matches_naive(seed, chroma):
+    """Every latent's costs of q - 1, q, q + 1 under the contexts in force, as
+    the naive walk computes them, and the free tail of grid 0."""
+    spec, q, offsets, dims = rate_problem(seed, chroma, scale=[0.9, 3.0, 0.3][seed])
+    table, tail = walk(q, offsets, dims)
+    ref, ref_tail = naive.rate_table(spec, q)
+    np.testing.assert_array_equal(table, ref)
+    assert tail == ref_tail
+    assert (table > 0).all()
+
+
+@pytest.mark.parametrize("scale", [0.05, 0.4, 2.0, 40.0])
+def test_rate_table_at_integers_is_the_coded_size(scale):
+    """At the walked latents the model's bits are what the range coder writes
+    (up to the coder's final bytes), also with escapes beyond the unary part."""
+    spec = ModelSpec(45, 29, 3, 4, 0, 0, 1, 2, n_chroma=2)
+    offsets, dims = field.level_table(spec)
+    rng = np.random.default_rng(int(scale * 100))
+    q = np.round(rng.laplace(0.0, scale, spec.n_latents)).astype(np.int64)
+    table, tail = walk(q, offsets, dims)
+    bits = train._table_rate(q.astype(np.float32), q.astype(np.float64), table, 0.0,
+                             np.zeros(q.size)) - tail
+    coded = len(entropy.encode_payload(np.zeros(0, np.int64), [], q, spec.level_dims()))
+    assert bits == pytest.approx(table[:, 1].sum() - tail, rel=1e-12)
+    assert coded - 6 <= bits / 8 <= coded + 1
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_table_rate_interpolates_the_costs_and_its_gradient_is_the_slope(stale):
+    """Between integers the charge is linear: the costs at q - 1, q and q + 1
+    joined by lines, extended beyond with the edge slopes (tables a few steps
+    old); the gradient is the slope, so the cost of floor(y) + 1 minus that of
+    floor(y) inside the table's range."""
+    _, q, offsets, dims = rate_problem(4, 2)
+    table, _ = walk(q, offsets, dims)
+    rng = np.random.default_rng(7)
+    width = 2.4 if stale else 0.98
+    y = q + rng.uniform(-width, width, q.size)
     w = 0.37
-    _, glat, _ = run_rate(yhat, offsets, dims, logb, weight=w)
-    fd = central_diff(lambda y: run_rate(y, offsets, dims, logb)[0], yhat, range(yhat.size))
-    # atol: the central difference of a total of a few hundred bits has an
-    # error of about ulp(total) / eps ~ 5e-8.
-    np.testing.assert_allclose(glat, w * fd, rtol=1e-5, atol=1e-7)
-    assert np.abs(glat).max() > 0.1
-
-
-@pytest.mark.parametrize("chroma", [0, 2])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_rate_scale_gradient_vs_finite_differences(seed, chroma):
-    _, yhat, logb, offsets, dims = rate_problem(seed, chroma)
-    w = 0.37
-    _, _, glogb = run_rate(yhat, offsets, dims, logb, weight=w)
-    flat = logb.reshape(-1)
-    fdb = central_diff(lambda lb: run_rate(yhat, offsets, dims, lb.reshape(logb.shape))[0],
-                       flat, range(flat.size))
-    assert np.count_nonzero(fdb) >= 6  # several context classes are in use
-    np.testing.assert_allclose(glogb.reshape(-1), w * fdb, rtol=1e-5, atol=1e-7)
-
-
-def test_rate_accumulates_into_gradients():
-    _, yhat, logb, offsets, dims = rate_problem(2)
-    _, g1, gb1 = run_rate(yhat, offsets, dims, logb, weight=0.5)
-    g0 = np.linspace(-1, 1, yhat.size)
-    gb0 = np.full_like(logb, 0.25)
-    _, g2, gb2 = run_rate(yhat, offsets, dims, logb, weight=0.5, glat=g0.copy(), glogb=gb0.copy())
-    np.testing.assert_allclose(g2, g0 + g1, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(gb2, gb0 + gb1, rtol=1e-12, atol=1e-12)
+    grate = np.zeros(q.size)
+    total = train._table_rate(y, q.astype(np.float64), table, w, grate)
+    x = y - q
+    lo = np.where(x < 0, table[:, 0], table[:, 1])
+    hi = np.where(x < 0, table[:, 1], table[:, 2])
+    slope = hi - lo
+    assert total == pytest.approx(np.sum(table[:, 1] + x * slope), rel=1e-12)
+    np.testing.assert_allclose(grate, w * slope, rtol=0, atol=0)
+    fd = central_diff(lambda v: train._table_rate(v, q.astype(np.float64), table, 0.0,
+                                                  np.zeros(q.size)),
+                      y, range(0, q.size, 5), eps=1e-4)
+    np.testing.assert_allclose(grate[::5], w * fd, rtol=1e-6, atol=1e-6)
+    # A zero that would become a one costs more than it saves: pulled to 0.
+    n = int(np.flatnonzero((q == 0) & (x > 0))[0])
+    assert grate[n] > 0
 
 
 # ---------------------------------------------------------------------------
@@ -571,16 +509,14 @@ def test_results_do_not_depend_on_thread_count():
 
 def test_mlp_grad_outputs_do_not_depend_on_the_worker_split():
     """However the tiles are split between workers, with or without the rate
-    pass on worker 0, the kernel writes the same gradients, and the rate pass
-    writes what :func:`train._rate_adaptive` computes on its own."""
+    walk on worker 0, the kernel writes the same gradients, and the walk
+    writes what :func:`train._rate_table` computes on its own."""
     spec = ModelSpec(96, 96, 3, 3, 0, 1, 2, 8, stencil=1, n_chroma=2)  # 9216 pixels: 3 tiles
     pb = GradProblem(spec, seed=3)
-    rng = np.random.default_rng(4)
     sel = np.arange(spec.width * spec.height, dtype=np.int64)
     nt = (sel.size + TILE - 1) // TILE
     assert nt == 3
     q = np.round(pb.lat).astype(np.int64)
-    yrate = (pb.lat + rng.uniform(-0.5, 0.5, pb.lat.size)).astype(np.float32)
     t = pb.taps
     C, coff = field.column_pass(pb.lat, pb.offsets, pb.dims, t)
 
@@ -590,23 +526,22 @@ def test_mlp_grad_outputs_do_not_depend_on_the_worker_split():
         dfeat = np.full((pb.n_grid_features, sel.size), np.nan, np.float32)
         rate = train.NO_RATE
         if with_rate:
-            rate = (yrate, q, pb.offsets, pb.dims, np.zeros(q.size), 0.25, np.zeros(1))
+            rate = (q, pb.offsets, pb.dims, np.zeros((q.size, 3)), np.zeros(1))
         train._mlp_grad(C, coff, t.ri, t.rw, t.fr, t.fc, t.st, pb.theta, pb.layers, 3,
                         pb.target, sel, spec.width, gbuf, lbuf, dfeat,
                         np.array(bounds, np.int64), *rate)
-        return gbuf, lbuf, dfeat, rate[4], rate[6][0]
+        return gbuf, lbuf, dfeat, rate[3], rate[4][0]
 
     ref = run([0, 3], False)
     assert np.isfinite(ref[2]).all()
-    glat = np.zeros(q.size)
-    bits = train._rate_adaptive(yrate, q, pb.offsets, pb.dims, glat, 0.25)
+    table, tail = walk(q, pb.offsets, pb.dims)
     for bounds in ([0, 3], [0, 0, 3], [0, 3, 3], [0, 1, 2, 3], [0, 0, 1, 1, 3]):
         for with_rate in (False, True):
             out = run(bounds, with_rate)
             for a, b in zip(out[:3], ref[:3]):
                 assert np.array_equal(a, b), (bounds, with_rate)
             if with_rate:
-                assert np.array_equal(out[3], glat) and out[4] == bits
+                assert np.array_equal(out[3], table) and out[4] == tail
 
 
 @pytest.mark.parametrize("ntiles, workers, rate",
@@ -629,20 +564,6 @@ def test_worker_bounds_cover_every_tile_once_with_the_least_busiest_load(ntiles,
 
 # ---------------------------------------------------------------------------
 # Rate from the coder's adaptive probabilities.
-
-
-@pytest.mark.parametrize("scale", [0.05, 0.4, 2.0, 40.0])
-def test_rate_adaptive_at_integers_is_the_coded_size(scale):
-    """At integer latents the model's bits are what the range coder writes
-    (up to the coder's final bytes), also with escapes beyond the unary part."""
-    spec = ModelSpec(45, 29, 3, 4, 0, 0, 1, 2, n_chroma=2)
-    offsets, dims = field.level_table(spec)
-    rng = np.random.default_rng(int(scale * 100))
-    q = np.round(rng.laplace(0.0, scale, spec.n_latents)).astype(np.int64)
-    bits = train._rate_adaptive(q.astype(np.float32), q, offsets, dims,
-                                np.zeros(q.size), 0.0)
-    coded = len(entropy.encode_payload(np.zeros(0, np.int64), [], q, spec.level_dims()))
-    assert coded - 6 <= bits / 8 <= coded + 1
 
 
 def test_pair_bits_equals_two_value_bits_calls():
@@ -676,27 +597,6 @@ def test_adapt_value_adapts_as_the_coder_does(v):
     out = np.zeros(64, np.uint8)
     dims, offsets = entropy._layout([(1, 1)])
     entropy._encode_all(np.zeros(0, np.int64), np.zeros(0, np.int64), np.array([v]), offsets,
-                        dims, out, coded)
+                        dims, out, coded, np.zeros(0, np.int64))
     train._adapt_value(probs, 0, 0, 0, v)
     np.testing.assert_array_equal(probs, coded)
-
-
-def test_rate_adaptive_gradient_is_the_slope_between_integers():
-    """Contexts come from q, so inside a bin the total is linear in each
-    latent: central differences equal the gradient, which is the cost of
-    floor(y) + 1 minus the cost of floor(y)."""
-    spec = ModelSpec(21, 17, 3, 3, 0, 0, 1, 2, n_chroma=1)
-    offsets, dims = field.level_table(spec)
-    rng = np.random.default_rng(7)
-    q = np.round(rng.laplace(0.0, 0.8, spec.n_latents)).astype(np.int64)
-    y = q + rng.uniform(0.2, 0.8, q.size)
-    w = 0.37
-    glat = np.zeros(q.size)
-    train._rate_adaptive(y, q, offsets, dims, glat, w)
-    fd = central_diff(lambda v: train._rate_adaptive(v, q, offsets, dims, np.zeros(q.size), 0.0),
-                      y, range(0, q.size, 3), eps=1e-3)
-    np.testing.assert_allclose(glat[::3], w * fd, rtol=1e-6, atol=1e-6)
-    assert np.abs(glat).max() > 1.0
-    # A zero that would become a one costs more than it saves: pulled to 0.
-    n = int(np.flatnonzero(q == 0)[0])
-    assert glat[n] > 0
