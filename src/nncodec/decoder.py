@@ -33,8 +33,8 @@ def dequantize(spec: ModelSpec, q: np.ndarray, ws, bs) -> np.ndarray:
     return (q * param_steps(spec, ws, bs).astype(np.float32)).astype(np.float32)
 
 
-def parse(data):
-    """Return ``(container, theta float32[P], latents float32[N])``."""
+def parse_ints(data):
+    """Return ``(container, wq int64[P], latents int64[N])``: the coded integers."""
     c = fmt.unpack(data)
     spec = c.spec
     # Bytes past the end of the payload read as zero: the encoder strips
@@ -43,7 +43,13 @@ def parse(data):
                                      c.version, c.rice)
     if err:
         raise FormatError("payload holds an impossible value (corrupted file)")
-    return c, dequantize(spec, wq, c.weight_steps, c.bias_steps), lat.astype(np.float32)
+    return c, wq, lat
+
+
+def parse(data):
+    """Return ``(container, theta float32[P], latents float32[N])``."""
+    c, wq, lat = parse_ints(data)
+    return c, dequantize(c.spec, wq, c.weight_steps, c.bias_steps), lat.astype(np.float32)
 
 
 def output_size(spec: ModelSpec, size=None, scale=None) -> tuple[int, int]:

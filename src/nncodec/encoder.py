@@ -27,8 +27,8 @@ import numba
 import numpy as np
 
 from . import _warm, format as fmt
-from .decoder import decode, dequantize, param_steps, parse
-from .entropy import choose_rice, decode_payload, encode_payload
+from .decoder import decode, dequantize, param_steps, parse_ints
+from .entropy import choose_rice, encode_payload
 from .errors import BudgetError, InputError
 from .field import ModelSpec, column_pass, level_table, layer_table, make_taps, render
 from .progress import TrainingProgress
@@ -859,13 +859,11 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
     stats.trained_bytes = trained_bytes
     stats.end_bytes, stats.rounds = candidates[0][0], len(candidates) - 1
     if best is not None and spec.n_latents:
-        c, theta_f, lat_f = parse(data)
-        mse_f = tr.image_mse(theta_f, lat_f)
+        c, wq, latq = parse_ints(data)
+        mse_f = tr.image_mse(dequantize(spec, wq, c.weight_steps, c.bias_steps),
+                             latq.astype(np.float32))
         stats.est_psnr = 10.0 * math.log10(1.0 / max(mse_f, 1e-12))
-        latq = lat_f.astype(np.int64)
         stats.est_latent_bytes = tr.rate_at(latq) / 8.0
-        wq = decode_payload(c.payload, spec.group_sizes(), spec.level_dims(), c.version,
-                            c.rice)[0]
         stats.latent_bytes = _latent_bytes(spec, wq, latq)
     log.info("encoded %d bytes (budget %d), %.4f bpp, %.2f dB, %.1f s",
              stats.bytes, nbytes, stats.bpp, psnr, stats.seconds)

@@ -24,6 +24,8 @@ Public entry points: :func:`encode_payload` and :func:`decode_payload`.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._jit import njit
@@ -107,6 +109,20 @@ def new_probs(n: int, version: int = FORMAT_VERSION) -> np.ndarray:
     probs[:, :2] = PROB_ONE // 2
     probs[:, 2:] = ADAPTATION[version]
     return probs
+
+
+#: -log2(p / PROB_ONE) for every 15-bit probability p, so that the rate
+#: models look costs up instead of calling log2 per bit (the values are those
+#: of ``math.log2``; index 0 is never used).
+_NEG_LOG2 = np.array([0.0] + [-math.log2(p / PROB_ONE) for p in range(1, PROB_ONE + 1)])
+
+
+@njit
+def _bit_cost(probs, ctx, bit):
+    """Ideal code length of ``bit`` in context ``ctx`` (``probs`` unchanged)."""
+    p0 = (probs[ctx, 0] + probs[ctx, 1]) >> 1
+    p = p0 if bit == 0 else PROB_ONE - p0
+    return _NEG_LOG2[p]
 
 
 #: Fresh contexts of the unary bins of a Rice code (see :func:`_rice_cost`).
@@ -219,6 +235,17 @@ def _dec_bypass(st, data):
 
 # ---------------------------------------------------------------------------
 # Exp-Golomb (order 0) escape in bypass bits.
+
+
+@njit
+def _eg0_bits(v):
+    """Bypass bits of :func:`_enc_eg0`'s code of ``v >= 0``."""
+    v1 = v + 1
+    nb = 0
+    while v1 > 1:
+        v1 >>= 1
+        nb += 1
+    return 2 * nb + 1
 
 
 @njit
@@ -530,19 +557,13 @@ def _rice_cost(q, k):
         b = 0
         while b < WEIGHT_UNARY:
             more = 1 if hi > b else 0
-            p0 = (probs[b, 0] + probs[b, 1]) >> 1
-            bits -= np.log2((p0 if more == 0 else PROB_ONE - p0) / PROB_ONE)
+            bits += _bit_cost(probs, b, more)
             _adapt(probs, b, more)
             if more == 0:
                 break
             b += 1
         if hi >= WEIGHT_UNARY:
-            v1 = hi - WEIGHT_UNARY + 1
-            nb = 0
-            while v1 > 1:
-                v1 >>= 1
-                nb += 1
-            bits += 2 * nb + 1
+            bits += _eg0_bits(hi - WEIGHT_UNARY)
         bits += k
     return bits
 

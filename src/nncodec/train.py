@@ -29,8 +29,8 @@ import math
 import numpy as np
 
 from ._jit import TILE, njit, pjit, prange
-from .entropy import (L_MAG, L_SIGN, L_ZERO, LAT_UNARY, LCTX, PROB_ONE, _adapt, _is_parent,
-                      _mag_class, _neigh, _zero_class, new_probs)
+from .entropy import (L_MAG, L_SIGN, L_ZERO, LAT_UNARY, LCTX, _adapt, _bit_cost, _eg0_bits,
+                      _is_parent, _mag_class, _neigh, _zero_class, new_probs)
 from .field import (BLOCK, _features_block, _job_row, _max_width, _mlp_forward_block,
                     _row_features, _rows_before, _to_rgb)
 
@@ -333,19 +333,6 @@ def latent_grad(dfeat, sel, taps, offsets, dims, width, out):
 # steps (encoder.RATE_WALK_EVERY) and looks costs up in between.
 
 
-#: -log2(p / PROB_ONE) for every 15-bit probability p, so that the rate model
-#: looks costs up instead of calling log2 several times per latent (the values
-#: are those of ``math.log2``; index 0 is never used).
-_NEG_LOG2 = np.array([0.0] + [-math.log2(p / PROB_ONE) for p in range(1, PROB_ONE + 1)])
-
-
-@njit
-def _bit_cost(probs, ctx, bit):
-    p0 = (probs[ctx, 0] + probs[ctx, 1]) >> 1
-    p = p0 if bit == 0 else PROB_ONE - p0
-    return _NEG_LOG2[p]
-
-
 @njit
 def _value_bits(probs, zc, sctx, mc, v):
     """Bits of integer ``v`` in the given contexts (``probs`` unchanged)."""
@@ -368,12 +355,7 @@ def _value_bits(probs, zc, sctx, mc, v):
 @njit
 def _escape_bits(m):
     """Bypass bits of the exp-Golomb escape of magnitude ``m > LAT_UNARY``."""
-    v1 = m - LAT_UNARY
-    nb = 0
-    while v1 > 1:
-        v1 >>= 1
-        nb += 1
-    return 2 * nb + 1
+    return _eg0_bits(m - LAT_UNARY - 1)
 
 
 @njit
