@@ -354,18 +354,12 @@ class Trainer:
             self._table_age = 0
             rate_args = (q, self.offsets, self.dims, self._table, self._tail)
         self._table_age += 1
-        ntiles = (sel.size + TILE - 1) // TILE
-        gbuf = np.zeros((ntiles, self.theta.size), np.float64)
-        lbuf = np.zeros(ntiles, np.float64)
-        t = self.taps
-        dfeat = np.empty((self.spec.n_grids * t.st.shape[0], sel.size), np.float32)
-        C, coff = column_pass(yhat, self.offsets, self.dims, t)
-        mlp_args = (C, coff, t.ri, t.rw, t.fr, t.fc, t.st, theta, self.layers, self.c,
-                    self.target, sel, self.w, gbuf, lbuf, dfeat)
+        mlp_args, ntiles = self._synthesis_args(theta, yhat, sel)
         self._balance.run(mlp_args, rate_args, ntiles)
+        gbuf, lbuf, dfeat = mlp_args[-3:]
         gtheta = gbuf.sum(axis=0)
         glat = np.zeros(n, np.float64)
-        latent_grad(dfeat, sel, t, self.offsets, self.dims, self.w, glat)
+        latent_grad(dfeat, sel, self.taps, self.offsets, self.dims, self.w, glat)
         bits = 0.0
         if n:
             grate = np.empty(n, np.float64)
@@ -379,16 +373,25 @@ class Trainer:
         pixel for parameters ``theta`` and latents ``lat`` as given (no noise,
         no rounding of the output)."""
         sel = np.arange(self.h * self.w, dtype=np.int64)
+        mlp_args, ntiles = self._synthesis_args(np.ascontiguousarray(theta, np.float32),
+                                                np.ascontiguousarray(lat, np.float32), sel)
+        _mlp_grad(*mlp_args, worker_bounds(ntiles, numba.get_num_threads(), 0.0), *NO_RATE)
+        lbuf = mlp_args[-2]
+        return float(lbuf.sum() / (sel.size * self.c))
+
+    def _synthesis_args(self, theta, yhat, sel):
+        """Inputs and fresh output buffers of :func:`train._mlp_grad` (up to
+        its worker bounds and rate arguments) for latents ``yhat`` and the
+        pixels ``sel``; the last three are ``gbuf, lbuf, dfeat``. Also
+        returns the number of tiles."""
         ntiles = (sel.size + TILE - 1) // TILE
         gbuf = np.zeros((ntiles, theta.size), np.float64)
         lbuf = np.zeros(ntiles, np.float64)
         t = self.taps
         dfeat = np.empty((self.spec.n_grids * t.st.shape[0], sel.size), np.float32)
-        C, coff = column_pass(np.ascontiguousarray(lat, np.float32), self.offsets, self.dims, t)
-        _mlp_grad(C, coff, t.ri, t.rw, t.fr, t.fc, t.st, np.ascontiguousarray(theta, np.float32),
-                  self.layers, self.c, self.target, sel, self.w, gbuf, lbuf, dfeat,
-                  worker_bounds(ntiles, numba.get_num_threads(), 0.0), *NO_RATE)
-        return float(lbuf.sum() / (sel.size * self.c))
+        C, coff = column_pass(yhat, self.offsets, self.dims, t)
+        return ((C, coff, t.ri, t.rw, t.fr, t.fc, t.st, theta, self.layers, self.c, self.target,
+                 sel, self.w, gbuf, lbuf, dfeat), ntiles)
 
     def rate_at(self, latq: np.ndarray) -> float:
         """The rate model's bits for integer latents ``latq``: their coded size."""
