@@ -213,7 +213,7 @@ def _write_frames(directory: str, recorder) -> None:
 
 def _say_if_compiling(args) -> None:
     if not args.quiet and not _kernels_cached():
-        print("nncodec: compiling kernels (first run only, about 15 s; cached afterwards)",
+        print("nncodec: compiling kernels (first run only, 15 to 25 s; cached afterwards)",
               file=sys.stderr)
 
 
