@@ -211,18 +211,12 @@ def choose_spec(width: int, height: int, channels: int, budget: int, model: str 
     while last > first and (max(width, height) >> last) < 2:
         last -= 1
     n_levels = last - first + 1
-    # MLP width: 32 units from FULL_GRID_BPP on. On 6 Kodak images at 16 KiB
-    # (0.33 bpp) 32 against 24 gained 0.10 dB (40: +0.01, a third hidden
-    # layer of 24: -0.02); at 8 KiB (0.17 bpp) 32 lost 0.02 and a third
-    # layer 0.10.
     if bpp < 0.06:
         hidden, width_h = 2, 12
     elif bpp < 0.15:
         hidden, width_h = 2, 16
-    elif bpp < FULL_GRID_BPP:
-        hidden, width_h = 2, 24
     else:
-        hidden, width_h = 2, 32
+        hidden, width_h = 2, 24
     n_chroma = min(n_levels, DEFAULT_CHROMA) if channels == 3 else 0
     return ModelSpec(width, height, channels, n_levels, first, 0, hidden, width_h,
                      stencil=DEFAULT_STENCIL, n_chroma=n_chroma)
