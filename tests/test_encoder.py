@@ -577,6 +577,39 @@ def test_the_best_hard_phase_snapshot_is_kept(images, monkeypatch):
     assert 0.0 < last[0] < 1.0 and len({s[0] for s in scored[1:]}) > 1
 
 
+@pytest.mark.parametrize("estimates, shifts, n_estimates, n_fits",
+                         [((0.25, 0.5), (-2, 4), 3, 6), ((0.5,), (-1, 2), 2, 3)])
+def test_a_presets_weight_step_estimates_and_fit_shifts_are_used(images, monkeypatch, estimates,
+                                                                 shifts, n_estimates, n_fits):
+    """The weight-step searches run at the preset's fractions of the steps
+    (plus the one that fixes the steps for the hard phase), and the final fit
+    tries the preset's weight-step shifts, finest first."""
+    searches, tried = [], []
+    quantize, deadzone_fit = encoder._quantize_weights, encoder._deadzone_fit
+
+    def record_search(*args):
+        searches.append(1)
+        return quantize(*args)
+
+    def record_fit(spec, q, ws, bs, *args):
+        tried.append(list(ws))
+        return deadzone_fit(spec, q, ws, bs, *args)
+
+    monkeypatch.setattr(encoder, "_quantize_weights", record_search)
+    monkeypatch.setattr(encoder, "_deadzone_fit", record_fit)
+    monkeypatch.setattr(encoder, "RECOVERY_OVER", 1e9)
+    monkeypatch.setattr(encoder, "RECOVERY_UNDER", 0.0)
+    monkeypatch.setitem(encoder.PRESETS, "fast", encoder.Preset(
+        steps=200, sample_fraction=1 / 8, ste_fraction=0.1, estimates=estimates,
+        fit_shifts=shifts))
+    data, _ = encode_stats(images["rgb"], budget=600, preset="fast")
+    assert len(data) <= 600
+    assert len(searches) == n_estimates
+    assert len(tried) == n_fits
+    # Shifts run from finer steps (larger table index: step 2^(-i/4)) to coarser.
+    assert all(a[0] >= b[0] for a, b in zip(tried, tried[1:])) and tried[0][0] > tried[-1][0]
+
+
 @pytest.mark.parametrize("start_lambda", [50.0, 1e-5])
 def test_recovery_rounds_move_the_size_towards_the_budget(images, monkeypatch, caplog,
                                                            start_lambda):
