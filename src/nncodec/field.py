@@ -178,10 +178,16 @@ def make_taps(spec: ModelSpec, out_w: int, out_h: int, sx: int = 1, sy: int = 1)
     rw = np.zeros((T, L, rows, 4), np.float32)
     ci = np.zeros((T, L, cols, 4), np.int32)
     cw = np.zeros((T, L, cols, 4), np.float32)
+    # Grids of one level (the extra chroma grids) share their taps.
+    row_taps, col_taps = {}, {}
     for t, d in enumerate(shifts):
         for lev, ((hk, wk), k) in enumerate(zip(spec.level_dims(), spec.grid_levels())):
-            ri[t, lev], rw[t, lev] = axis_taps(out_h, spec.height, k, hk, sy, d)
-            ci[t, lev], cw[t, lev] = axis_taps(out_w, spec.width, k, wk, sx, d)
+            if (d, k, hk) not in row_taps:
+                row_taps[d, k, hk] = axis_taps(out_h, spec.height, k, hk, sy, d)
+            if (d, k, wk) not in col_taps:
+                col_taps[d, k, wk] = axis_taps(out_w, spec.width, k, wk, sx, d)
+            ri[t, lev], rw[t, lev] = row_taps[d, k, hk]
+            ci[t, lev], cw[t, lev] = col_taps[d, k, wk]
     fr = fourier_table(out_h, spec.height, spec.n_fourier, sy)
     fc = fourier_table(out_w, spec.width, spec.n_fourier, sx)
     return Taps(ri, rw, ci, cw, fr, fc, st)
