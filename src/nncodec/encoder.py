@@ -589,11 +589,11 @@ def _deadzone_fit(spec, q, ws, bs, latf, budget, metadata):
     return best
 
 
-def _fit(spec, theta, latf, ws, bs, budget, metadata, img, shifts=(-2, 4)):
+def _fit(spec, theta, latf, ws, bs, budget, metadata, img, shifts):
     """Make the file fit the budget with the least damage, and fill it.
 
-    Candidates shift every weight step by ``range(*shifts)`` table entries,
-    -2..+3 by default (finer steps
+    Candidates shift every weight step by ``range(*shifts)`` table entries
+    (the preset's ``fit_shifts``: -2..+3 unless it says otherwise; finer steps
     spend bytes the training left unused, coarser ones save bytes), each with
     the smallest latent dead-zone that fits; the one with the lowest decoded
     error wins. Returns ``(decoded MSE in [0, 1]^2, file bytes)`` or raises

@@ -178,16 +178,15 @@ def make_taps(spec: ModelSpec, out_w: int, out_h: int, sx: int = 1, sy: int = 1)
     rw = np.zeros((T, L, rows, 4), np.float32)
     ci = np.zeros((T, L, cols, 4), np.int32)
     cw = np.zeros((T, L, cols, 4), np.float32)
-    # Grids of one level (the extra chroma grids) share their taps.
-    row_taps, col_taps = {}, {}
+    # A grid's dims follow from its level, so grids of one level (the extra
+    # chroma grids) share their taps: (shift, level) -> (row, column) taps.
+    taps = {}
     for t, d in enumerate(shifts):
         for lev, ((hk, wk), k) in enumerate(zip(spec.level_dims(), spec.grid_levels())):
-            if (d, k, hk) not in row_taps:
-                row_taps[d, k, hk] = axis_taps(out_h, spec.height, k, hk, sy, d)
-            if (d, k, wk) not in col_taps:
-                col_taps[d, k, wk] = axis_taps(out_w, spec.width, k, wk, sx, d)
-            ri[t, lev], rw[t, lev] = row_taps[d, k, hk]
-            ci[t, lev], cw[t, lev] = col_taps[d, k, wk]
+            if (d, k) not in taps:
+                taps[d, k] = (axis_taps(out_h, spec.height, k, hk, sy, d),
+                              axis_taps(out_w, spec.width, k, wk, sx, d))
+            (ri[t, lev], rw[t, lev]), (ci[t, lev], cw[t, lev]) = taps[d, k]
     fr = fourier_table(out_h, spec.height, spec.n_fourier, sy)
     fc = fourier_table(out_w, spec.width, spec.n_fourier, sx)
     return Taps(ri, rw, ci, cw, fr, fc, st)
