@@ -347,11 +347,14 @@ def walk(q, offsets, dims):
 
 
 @pytest.mark.parametrize("chroma", [0, 2])
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_rate_table_matches_naive(seed, chroma):
     """Every latent's costs of q - 1, q, q + 1 under the contexts in force, as
-    the naive walk computes them, and the free tail of grid 0."""
-    spec, q, offsets, dims = rate_problem(seed, chroma, scale=[0.9, 3.0, 0.3][seed])
+    the naive walk computes them, and the free tail of grid 0 (seed 3 reaches
+    the escape beyond the unary part)."""
+    spec, q, offsets, dims = rate_problem(seed, chroma, scale=[0.9, 3.0, 0.3, 12.0][seed])
+    if seed == 3:
+        assert (abs(q) > entropy.LAT_UNARY + 1).any()
     table, tail = walk(q, offsets, dims)
     ref, ref_tail = naive.rate_table(spec, q)
     np.testing.assert_array_equal(table, ref)
@@ -566,18 +569,24 @@ def test_worker_bounds_cover_every_tile_once_with_the_least_busiest_load(ntiles,
 # Rate from the coder's adaptive probabilities.
 
 
-def test_pair_bits_equals_two_value_bits_calls():
-    """The one-walk pair of costs is bit-identical to two separate walks, for
-    every magnitude class, across the unary part and into the escape."""
+def test_shared_walk_costs_equal_three_value_bits_calls():
+    """The rate walk's one pass along the shared bins gives, for every value
+    v, the costs of v - 1, v and v + 1 bit-identical to three separate walks,
+    in every context class, across the unary part and into the escape, and
+    leaves the contexts unchanged."""
     rng = np.random.default_rng(3)
+    table = np.zeros((1, 3))
     for trial in range(20):
         probs = _random_probs(rng)
         before = probs.copy()
         zc, sctx, mc = int(rng.integers(8)), int(rng.integers(9)), int(rng.integers(3))
-        for f in range(-entropy.LAT_UNARY - 40, entropy.LAT_UNARY + 40):
-            pair = train._pair_bits(probs, zc, sctx, mc, f)
-            assert pair == (train._value_bits(probs, zc, sctx, mc, f),
-                            train._value_bits(probs, zc, sctx, mc, f + 1)), f
+        for v in range(-entropy.LAT_UNARY - 40, entropy.LAT_UNARY + 40):
+            if v == 0:
+                train._zero_costs(probs, zc, sctx, mc, table, 0)
+            else:
+                train._nonzero_costs(probs, zc, sctx, mc, v, table, 0)
+            want = [train._value_bits(probs, zc, sctx, mc, v + d) for d in (-1, 0, 1)]
+            assert table[0].tolist() == want, v
         np.testing.assert_array_equal(probs, before)
 
 

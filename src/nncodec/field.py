@@ -330,8 +330,10 @@ def _mlp_forward_block(theta, layers, H, Z, nb):
         no = layers[k, 0]
         ni = layers[k, 1]
         bb = p + no * ni
-        # Four outputs per pass over the inputs: each input row is loaded
-        # once for four sums (each output's sum keeps its order).
+        # Four outputs per pass over the inputs, and four inputs per pass
+        # over the lanes: each input row is loaded once for four sums and
+        # each sum is loaded and stored once per four terms. Every sum still
+        # adds its terms one at a time in ascending input order.
         o = 0
         while o + 4 <= no:
             z0, z1, z2, z3 = Z[k, o], Z[k, o + 1], Z[k, o + 2], Z[k, o + 3]
@@ -342,7 +344,22 @@ def _mlp_forward_block(theta, layers, H, Z, nb):
                 z2[b] = c2
                 z3[b] = c3
             row = p + o * ni
-            for i in range(ni):
+            i = 0
+            while i + 4 <= ni:
+                r0, r1, r2, r3 = row + i, row + ni + i, row + 2 * ni + i, row + 3 * ni + i
+                a0, a1, a2, a3 = theta[r0], theta[r0 + 1], theta[r0 + 2], theta[r0 + 3]
+                b0, b1, b2, b3 = theta[r1], theta[r1 + 1], theta[r1 + 2], theta[r1 + 3]
+                d0, d1, d2, d3 = theta[r2], theta[r2 + 1], theta[r2 + 2], theta[r2 + 3]
+                e0, e1, e2, e3 = theta[r3], theta[r3 + 1], theta[r3 + 2], theta[r3 + 3]
+                h0, h1, h2, h3 = H[k, i], H[k, i + 1], H[k, i + 2], H[k, i + 3]
+                for b in range(nb):
+                    x0, x1, x2, x3 = h0[b], h1[b], h2[b], h3[b]
+                    z0[b] = z0[b] + a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
+                    z1[b] = z1[b] + b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3
+                    z2[b] = z2[b] + d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3
+                    z3[b] = z3[b] + e0 * x0 + e1 * x1 + e2 * x2 + e3 * x3
+                i += 4
+            while i < ni:
                 w0 = theta[row + i]
                 w1 = theta[row + ni + i]
                 w2 = theta[row + 2 * ni + i]
@@ -354,6 +371,7 @@ def _mlp_forward_block(theta, layers, H, Z, nb):
                     z1[b] += w1 * hb
                     z2[b] += w2 * hb
                     z3[b] += w3 * hb
+                i += 1
             o += 4
         while o < no:
             z = Z[k, o]
@@ -361,11 +379,20 @@ def _mlp_forward_block(theta, layers, H, Z, nb):
             for b in range(nb):
                 z[b] = bias
             row = p + o * ni
-            for i in range(ni):
+            i = 0
+            while i + 4 <= ni:
+                r0 = row + i
+                a0, a1, a2, a3 = theta[r0], theta[r0 + 1], theta[r0 + 2], theta[r0 + 3]
+                h0, h1, h2, h3 = H[k, i], H[k, i + 1], H[k, i + 2], H[k, i + 3]
+                for b in range(nb):
+                    z[b] = z[b] + a0 * h0[b] + a1 * h1[b] + a2 * h2[b] + a3 * h3[b]
+                i += 4
+            while i < ni:
                 w = theta[row + i]
                 h = H[k, i]
                 for b in range(nb):
                     z[b] += w * h[b]
+                i += 1
             o += 1
         if k + 1 < nl:
             for o in range(no):

@@ -29,8 +29,9 @@ import math
 import numpy as np
 
 from ._jit import TILE, njit, pjit, prange
-from .entropy import (L_MAG, L_SIGN, L_ZERO, LAT_UNARY, LCTX, _adapt, _bit_cost, _eg0_bits,
-                      _is_parent, _mag_class, _neigh, _zero_class, new_probs)
+from .entropy import (_NEG_LOG2, L_MAG, L_SIGN, L_ZERO, LAT_UNARY, LCTX, PROB_ONE, _adapt,
+                      _bit_cost, _eg0_bits, _is_parent, _mag_class, _neigh, _zero_class,
+                      new_probs)
 from .field import (BLOCK, _features_block, _job_row, _max_width, _mlp_forward_block,
                     _row_features, _rows_before, _to_rgb)
 
@@ -116,7 +117,34 @@ def _mlp_tile(t, C, coff, ri, rw, fr, fc, st, theta, layers, channels, target, s
                 dh = dH[i]
                 for b in range(nb):
                     dh[b] = 0.0
-            for o in range(no):
+            # Four outputs per pass over the inputs: each input's gradient
+            # is loaded and stored once per four terms, still added in
+            # ascending output order.
+            o = 0
+            while o + 4 <= no:
+                dz0, dz1, dz2, dz3 = dZ[o], dZ[o + 1], dZ[o + 2], dZ[o + 3]
+                for j in range(4):
+                    dz = dZ[o + j]
+                    gb = G[bb + o + j]
+                    for b in range(nb):
+                        gb[b] += dz[b]
+                r0 = wb + o * ni
+                r1, r2, r3 = r0 + ni, r0 + 2 * ni, r0 + 3 * ni
+                for i in range(ni):
+                    w0, w1, w2, w3 = theta[r0 + i], theta[r1 + i], theta[r2 + i], theta[r3 + i]
+                    g0, g1, g2, g3 = G[r0 + i], G[r1 + i], G[r2 + i], G[r3 + i]
+                    h = Hb[k, i]
+                    dh = dH[i]
+                    for b in range(nb):
+                        x = h[b]
+                        d0, d1, d2, d3 = dz0[b], dz1[b], dz2[b], dz3[b]
+                        g0[b] += d0 * x
+                        g1[b] += d1 * x
+                        g2[b] += d2 * x
+                        g3[b] += d3 * x
+                        dh[b] = dh[b] + d0 * w0 + d1 * w1 + d2 * w2 + d3 * w3
+                o += 4
+            while o < no:
                 dz = dZ[o]
                 gb = G[bb + o]
                 for b in range(nb):
@@ -130,6 +158,7 @@ def _mlp_tile(t, C, coff, ri, rw, fr, fc, st, theta, layers, channels, target, s
                     for b in range(nb):
                         gw[b] += dz[b] * h[b]
                         dh[b] += dz[b] * w
+                o += 1
             if k > 0:
                 for i in range(ni):
                     dz = dZ[i]
@@ -359,36 +388,64 @@ def _escape_bits(m):
 
 
 @njit
-def _pair_bits(probs, zc, sctx, mc, f):
-    """``(_value_bits(f), _value_bits(f + 1))`` without adapting, in one walk.
+def _mag_bit(probs, k, mc, more):
+    """Bits of unary magnitude bin ``k`` (from 1) saying ``more`` (1) or stop (0)."""
+    ctx = L_MAG + (k - 1) * 3 + mc
+    p0 = (probs[ctx, 0] + probs[ctx, 1]) >> 1
+    return _NEG_LOG2[p0 if more == 0 else PROB_ONE - p0]
 
-    The two values share their zero flag, sign and leading magnitude bins;
-    each total is summed in the same order as :func:`_value_bits` sums it, so
-    the results are identical to two separate calls.
+
+@njit
+def _zero_costs(probs, zc, sctx, mc, table, n):
+    """``table[n] = _value_bits`` of -1, 0 and 1, summed as it sums them:
+    the three share the zero flag's and the sign's probabilities and the
+    first magnitude bin."""
+    pz = (probs[L_ZERO + zc, 0] + probs[L_ZERO + zc, 1]) >> 1
+    ps = (probs[L_SIGN + sctx, 0] + probs[L_SIGN + sctx, 1]) >> 1
+    nz = _NEG_LOG2[PROB_ONE - pz]
+    stop = _mag_bit(probs, 1, mc, 0)
+    table[n, 0] = (nz + _NEG_LOG2[PROB_ONE - ps]) + stop
+    table[n, 1] = _NEG_LOG2[pz]
+    table[n, 2] = (nz + _NEG_LOG2[ps]) + stop
+
+
+@njit
+def _nonzero_costs(probs, zc, sctx, mc, v, table, n):
+    """``table[n] = _value_bits`` of ``v - 1, v, v + 1`` for ``v != 0``.
+
+    One walk along the shared prefix of "more" bins gives magnitudes
+    ``|v| - 1``, ``|v|`` and ``|v| + 1``; each total is summed in the order
+    :func:`_value_bits` sums it, so the costs are identical to three calls.
     """
-    if f == 0 or f == -1:
-        return (_value_bits(probs, zc, sctx, mc, f), _value_bits(probs, zc, sctx, mc, f + 1))
-    # Same sign: magnitudes a and a + 1 (f has a if positive, a + 1 if negative).
-    neg = 1 if f < 0 else 0
-    a = f if f > 0 else -f - 1
-    acc = _bit_cost(probs, L_ZERO + zc, 1) + _bit_cost(probs, L_SIGN + sctx, neg)
-    k = 1
-    while k < a and k <= LAT_UNARY:
-        acc += _bit_cost(probs, L_MAG + (k - 1) * 3 + mc, 1)
-        k += 1
-    if a <= LAT_UNARY:
-        ca = acc + _bit_cost(probs, L_MAG + (a - 1) * 3 + mc, 0)
-        acc += _bit_cost(probs, L_MAG + (a - 1) * 3 + mc, 1)
-        if a + 1 <= LAT_UNARY:
-            cb = acc + _bit_cost(probs, L_MAG + a * 3 + mc, 0)
-        else:
-            cb = acc + _escape_bits(a + 1)
+    pz = (probs[L_ZERO + zc, 0] + probs[L_ZERO + zc, 1]) >> 1
+    ps = (probs[L_SIGN + sctx, 0] + probs[L_SIGN + sctx, 1]) >> 1
+    m = abs(v)
+    neg = v < 0
+    acc = _NEG_LOG2[PROB_ONE - pz] + _NEG_LOG2[PROB_ONE - ps if neg else ps]
+    if m == 1:
+        lo = _NEG_LOG2[pz]  # the value 0
     else:
-        ca = acc + _escape_bits(a)
-        cb = acc + _escape_bits(a + 1)
-    if neg:
-        return cb, ca
-    return ca, cb
+        k = 1
+        while k < m - 1 and k <= LAT_UNARY:
+            acc += _mag_bit(probs, k, mc, 1)
+            k += 1
+        if m - 1 <= LAT_UNARY:
+            lo = acc + _mag_bit(probs, m - 1, mc, 0)
+            acc += _mag_bit(probs, m - 1, mc, 1)
+        else:
+            lo = acc + _escape_bits(m - 1)
+    if m <= LAT_UNARY:
+        mid = acc + _mag_bit(probs, m, mc, 0)
+        acc += _mag_bit(probs, m, mc, 1)
+    else:
+        mid = acc + _escape_bits(m)
+    if m + 1 <= LAT_UNARY:
+        hi = acc + _mag_bit(probs, m + 1, mc, 0)
+    else:
+        hi = acc + _escape_bits(m + 1)
+    table[n, 0] = hi if neg else lo
+    table[n, 1] = mid
+    table[n, 2] = lo if neg else hi
 
 
 @njit
@@ -445,15 +502,14 @@ def _rate_table(q, offsets, dims, table):
                 mc = _mag_class(s)
                 n = off + i * wk + j
                 v = qg[i, j]
-                a, b = _pair_bits(probs, zc, sctx, mc, v - 1)
-                table[n, 0] = a
-                table[n, 1] = b
-                table[n, 2] = _pair_bits(probs, zc, sctx, mc, v)[1]
-                if v != 0:
-                    t = 0.0
+                if v == 0:  # most latents: one context moves
+                    _zero_costs(probs, zc, sctx, mc, table, n)
+                    t += table[n, 1]
+                    _adapt(probs, L_ZERO + zc, 0)
                 else:
-                    t += b
-                _adapt_value(probs, zc, sctx, mc, v)
+                    _nonzero_costs(probs, zc, sctx, mc, v, table, n)
+                    t = 0.0
+                    _adapt_value(probs, zc, sctx, mc, v)
         if lev == 0:
             tail = t
     return tail
