@@ -50,14 +50,20 @@ class Preset:
     estimates: tuple = (0.25, 0.5)
     #: Weight-step shifts the final fit tries (table entries; see _fit).
     fit_shifts: tuple = (-2, 4)
+    #: Multiplies the peak learning rates LR_LAT and LR_MLP (and so the
+    #: recovery rounds' rates).
+    lr_scale: float = 1.0
 
 
 PRESETS = {
     # fast: one weight-step estimate (at half the steps) and a narrower final
     # fit: on the 24 Kodak images at 8 KiB -0.002 dB (-0.04 to +0.03) against
-    # two estimates and shifts -2..+3, encode x0.92 on kodim23.
-    "fast": Preset(steps=700, sample_fraction=1 / 16, ste_fraction=0.08, estimates=(0.5,),
-                   fit_shifts=(-1, 3)),
+    # two estimates and shifts -2..+3, encode x0.92 on kodim23. Twice the
+    # learning rates and 800 steps instead of 700: +0.29 dB on the same images
+    # (all 24 gain; the learning rates alone +0.20, three times them +0.08,
+    # and one 1024x256 image then collapsed to a few hundred bytes).
+    "fast": Preset(steps=800, sample_fraction=1 / 16, ste_fraction=0.08, estimates=(0.5,),
+                   fit_shifts=(-1, 3), lr_scale=2.0),
     "default": Preset(steps=2400, sample_fraction=1 / 8, ste_fraction=0.08),
     "slow": Preset(steps=4000, sample_fraction=1 / 8, ste_fraction=0.08),
 }
@@ -732,6 +738,7 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
     target_bytes = len(metadata) + FILL_TARGET * model_bytes
     n_hard = int(round(cfg.ste_fraction * n_steps))
     estimate_at = {int(f * n_steps) for f in cfg.estimates}
+    lr_lat, lr_mlp = LR_LAT * cfg.lr_scale, LR_MLP * cfg.lr_scale
     history = []
     check_every = 25
     qsteps = est_steps = None
@@ -754,7 +761,7 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
         if SOFT_T and not hard:
             tf = it / max(1, n_steps - n_hard)
             alpha = 1.0 / (SOFT_T[0] + (SOFT_T[1] - SOFT_T[0]) * tf)
-        mse, bits = tr.step(sel, lam, hard, LR_LAT * decay, LR_MLP * decay, qsteps, alpha)
+        mse, bits = tr.step(sel, lam, hard, lr_lat * decay, lr_mlp * decay, qsteps, alpha)
         if hard and _snapshot_due(n_steps - 1 - it, n_hard):
             # Hard-rounded latents sit near their rounding boundaries, so
             # single steps move the decoded error by tenths of a dB: keep
@@ -837,8 +844,8 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
             tr.set_state(base)
             kept = None  # the round's best snapshot, chosen as in training
             for j in range(n_rec):
-                tr.step(tr.sample(cfg.sample_fraction), lam, True, LR_LAT * RECOVERY_LR,
-                        LR_MLP * RECOVERY_LR, (ws, bs))
+                tr.step(tr.sample(cfg.sample_fraction), lam, True, lr_lat * RECOVERY_LR,
+                        lr_mlp * RECOVERY_LR, (ws, bs))
                 if _snapshot_due(n_rec - 1 - j, n_rec):
                     kept = _better_snapshot(kept, spec, tr, (ws, bs), img, lam, metadata)
             if kept is not None:
