@@ -19,14 +19,12 @@ import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(HERE))
 
-from nncodec import encoder  # noqa: E402
-from nncodec.imageio import load_image  # noqa: E402
+import baselines as B  # noqa: E402
+from rd import import_nncodec  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -36,13 +34,15 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", default="8k")
     ap.add_argument("--preset", default="default")
     args = ap.parse_args(argv)
+    import_nncodec()  # the installed package, else the repo's src/
+    from nncodec import encoder
     budget = encoder.parse_budget(args.budget)
     rule = encoder._initial_lambda
     diffs = []
     try:
         for name in args.names:
             path = Path(name) if name.endswith(".png") else Path(args.images) / f"{name}.png"
-            img = np.asarray(load_image(str(path)))
+            img = B.load_image(path)
             h, w = img.shape[:2]
             encoder._initial_lambda = rule
             _, first = encoder.encode_stats(img, budget=budget, preset=args.preset)
