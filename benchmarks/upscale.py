@@ -49,6 +49,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import baselines as B  # noqa: E402
+from rd import import_nncodec  # noqa: E402
 
 #: Methods in report order: key -> label.
 METHODS = {
@@ -67,16 +68,6 @@ CROP_STEP = 16  # search stride of the crop window
 
 
 # --------------------------------------------------------------------------- pieces
-
-
-def import_nncodec():
-    """Import nncodec, from the repo's src/ when it is not importable otherwise."""
-    try:
-        import nncodec
-    except ImportError:
-        sys.path.insert(0, str(REPO / "src"))
-        import nncodec
-    return nncodec
 
 
 def box_downscale(img: np.ndarray, s: int) -> np.ndarray:
