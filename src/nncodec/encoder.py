@@ -79,6 +79,8 @@ DEFAULT_STENCIL = 0
 #: Five (down to 1:4) at 16 KiB on Kodak: +0.07 dB on average (14 of 24
 #: images gain, kodim23 +0.6) for 20% more encode time, not adopted
 #: (benchmarks/results/rd-v0.7-chroma16-kodak.*); at 8 KiB +0.01 (5 images).
+#: Measured again after 0.10: -0.02 dB at 16 KiB on the 24 images
+#: (benchmarks/results/rd-chroma5-16k-kodak.json).
 DEFAULT_CHROMA = 3
 #: Images up to this many pixels train on every pixel at every step.
 FULL_BATCH_PIXELS = 16384
