@@ -42,7 +42,7 @@ def test_bd_rate_without_overlap_is_none(rd):
 
 def test_merge_keeps_the_later_record_of_an_image_codec_and_budget(rd, tmp_path):
     """A newer run at one budget merged over an older report replaces that
-    budget's records and keeps the others."""
+    budget's records and keeps the others, and the other codecs."""
     import json
 
     def rec(image, codec, budget, psnr):
@@ -52,9 +52,9 @@ def test_merge_keeps_the_later_record_of_an_image_codec_and_budget(rd, tmp_path)
            "codecs": ["nncodec", "avif"], "complete": True,
            "results": [rec("a.png", "nncodec", 2048, 24.0), rec("a.png", "nncodec", 16384, 29.0),
                        rec("b.png", "nncodec", 16384, 30.0), rec("a.png", "avif", 16384, 31.0)]}
-    new = {"tag": "new", "images": ["a.png"], "budgets": [16384], "codecs": ["nncodec", "avif"],
-           "complete": True,
-           "results": [rec("a.png", "nncodec", 16384, 29.8), rec("a.png", "avif", 16384, 31.0)]}
+    # The newer run has nncodec alone: the report keeps both codecs.
+    new = {"tag": "new", "images": ["a.png"], "budgets": [16384], "codecs": ["nncodec"],
+           "complete": True, "results": [rec("a.png", "nncodec", 16384, 29.8)]}
     paths = []
     for name, d in (("old", old), ("new", new)):
         paths.append(tmp_path / f"{name}.json")
@@ -64,4 +64,5 @@ def test_merge_keeps_the_later_record_of_an_image_codec_and_budget(rd, tmp_path)
     assert got == {("a.png", "nncodec", 2048): 24.0, ("a.png", "nncodec", 16384): 29.8,
                    ("b.png", "nncodec", 16384): 30.0, ("a.png", "avif", 16384): 31.0}
     assert doc["tag"] == "merged" and doc["images"] == ["a.png", "b.png"]
+    assert doc["codecs"] == ["nncodec", "avif"]
     assert doc["merged_from"] == [str(p) for p in paths]

@@ -10,17 +10,18 @@ falls exactly on the coded pixel centres, so the result is the box average of th
 
 Tolerances were measured on four small encoded images (the ``encoded_rgb`` and
 ``encoded_grey`` fixtures, a 96x72 RGB image at 1,500 bytes and a noise-free 60x36 RGB
-image at 400 bytes, all with the fast preset), against two deliberately broken renderers
+image at 400 bytes, all with the fast preset; remeasured with 0.11's on the three that the
+tests use), against two deliberately broken renderers
 (``_corner_sampling``, ``_point_sampling``) to show the checks can fail:
 
 =====================  =====================  =====================  ====================
 check                  correct renderer       broken renderer        tolerance
 =====================  =====================  =====================  ====================
-xs boxed back, s=2,3   MAD 0.40-0.72,         corners: MAD 1.18-2.26 MAD < 1.0,
-                       PSNR 41.8-50.6 dB      PSNR 32.3-37.9 dB      PSNR > 39.5 dB
+xs boxed back, s=2,3   MAD 0.40-0.79,         corners: MAD 1.18-2.45 MAD < 1.0,
+                       PSNR 39.4-50.6 dB      PSNR 30.8-37.9 dB      PSNR > 38.5 dB
 1/4 size vs box of 1x  MAD 0.23-0.27,         point sampling: MAD    MAD < 0.5,
-                       PSNR 58.2-59.1 dB,     2.5-3.4, PSNR          PSNR > 50 dB
-                       max 0.75               30.3-34.5 dB
+                       PSNR 58.2-59.1 dB,     2.5-4.3, PSNR          PSNR > 50 dB
+                       max 0.75               28.5-34.5 dB
 =====================  =====================  =====================  ====================
 
 (MAD: mean absolute difference in 8-bit levels over all pixels and channels; PSNR
@@ -42,7 +43,7 @@ from nncodec.encoder import encode_stats
 
 # Tolerances; see the module docstring for the measurements behind them.
 UP_MAD = 1.0
-UP_PSNR = 39.5
+UP_PSNR = 38.5
 DOWN_MAD = 0.5
 DOWN_PSNR = 50.0
 
@@ -94,8 +95,11 @@ def shrink_vs_box(data: bytes, k: int = 4):
 def test_upscale_boxed_back_matches_1x(coded, s):
     """Rendering at xs and averaging s x s blocks gives back the 1x render.
 
-    Measured MAD 0.40-0.72 and PSNR 41.8-50.6 dB; sampling pixel corners instead of
+    Measured MAD 0.40-0.79 and PSNR 39.4-50.6 dB; sampling pixel corners instead of
     centres gives MAD >= 1.18 and PSNR <= 37.9 dB (``test_checks_catch_corner_sampling``).
+    The lowest PSNR, 39.4 dB, is the noise-free image at x3 with the 1,000-step ``fast``
+    of 0.11, whose sharper edges differ more between the x3 mean and the 1x sample (the
+    800-step ``fast`` gave 41.8 and up).
     """
     mad, p = upscale_boxed_back(coded, s)
     assert mad < UP_MAD, f"mean abs diff {mad:.3f}"
