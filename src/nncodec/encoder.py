@@ -73,6 +73,8 @@ PRESETS = {
     # for 1.5 times the training time. 1,600 steps lost 0.04 and 0.14 dB at 1
     # and 2 KiB (10 images; rd-steps1600-lowrate-kodak.json).
     "default": Preset(steps=3600, sample_fraction=1 / 8, ste_fraction=0.08),
+    # slow: 6,000 steps gave -0.02 dB against default's 3,600 at 8 KiB (12
+    # Kodak images; benchmarks/results/rd-slow6000-8k-kodak.json).
     "slow": Preset(steps=4000, sample_fraction=1 / 8, ste_fraction=0.08),
 }
 
