@@ -331,6 +331,11 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
+def image_path(name: str, folder: str | os.PathLike) -> Path:
+    """``name`` as a path if it ends in ``.png``, else ``folder/name.png`` (``kodim23``)."""
+    return Path(name) if name.endswith(".png") else Path(folder) / f"{name}.png"
+
+
 def list_images(folder: str | os.PathLike, limit: int | None = None) -> list[Path]:
     """Return the image files in ``folder``, sorted by name, optionally the first ``limit``."""
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS)
@@ -398,9 +403,9 @@ def merge_docs(paths, tag: str) -> tuple[dict, list[dict]]:
 
     Returns ``(doc, docs)``: ``doc`` has the last file's header, ``tag``, the
     sources, the union of images and of codecs, the results and whether
-    every run completed. A later file's record replaces an earlier one for the same
-    image, codec and budget, so a new run at some budgets can be merged over
-    an older report (say so where the report is quoted).
+    every run completed. A later file's record replaces an earlier one for
+    the same image, codec and budget, so a new run at some budgets can be
+    merged over an older report (say so where the report is quoted).
     """
     docs = [json.loads(Path(p).read_text()) for p in paths]
     doc = dict(docs[-1])

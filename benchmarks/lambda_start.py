@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     diffs = []
     try:
         for name in args.names:
-            path = Path(name) if name.endswith(".png") else Path(args.images) / f"{name}.png"
+            path = B.image_path(name, args.images)
             img = B.load_image(path)
             h, w = img.shape[:2]
             encoder._initial_lambda = rule

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     import_nncodec()  # the installed package, else the repo's src/
     import numpy as np
     from nncodec import encoder
-    path = Path(args.name) if args.name.endswith(".png") else Path(args.images) / f"{args.name}.png"
+    path = B.image_path(args.name, args.images)
     img = B.load_image(path)
     encoder.encode_stats(np.zeros((16, 16, 3), np.uint8), budget=200, preset="fast", steps=2)
     times = {n: [] for n in counts}
