@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -745,3 +747,20 @@ def test_deadzone_fit_cuts_fine_grids_before_coarse_ones():
     assert len(data) <= budget < full
     assert np.count_nonzero(latq[:n_fine]) < n_fine
     assert np.array_equal(latq[n_fine:], signs[n_fine:])
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (64, 48, 3), (1, 1, 3)])
+def test_image_mse_is_numpys_float64_mean(shape):
+    """The encoder scores snapshots and weight steps by an exact integer sum
+    of squared differences: the same float64 value as NumPy's mean of the
+    float copies, to the last bit (ties between candidates then resolve as
+    they did)."""
+    rng = np.random.default_rng(len(shape))
+    a = rng.integers(0, 256, shape).astype(np.uint8)
+    b = rng.integers(0, 256, shape).astype(np.uint8)
+    want = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    assert encoder._mse01(a, b) == want / 255.0 ** 2
+    assert encoder._psnr(a, b) == 10.0 * math.log10(255.0 ** 2 / want)
+    assert encoder._psnr(a, a) == 100.0
+    with pytest.raises(ValueError):
+        encoder._mse01(a, b[..., :1] if b.ndim == 3 else b[:, :1])

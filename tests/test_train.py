@@ -324,6 +324,29 @@ def test_latent_grad_is_transpose_of_sampling(k, stencil):
     assert lhs == pytest.approx(rhs, rel=1e-5, abs=1e-5)
 
 
+@pytest.mark.parametrize("k,stencil", SAMPLING_CASES)
+def test_latent_grad_of_a_row_subset_is_the_transpose_over_those_pixels(k, stencil):
+    """Training selects row segments, so most image rows have no selected
+    pixel: the kernels skip those rows, and the result is still the
+    transpose of sampling restricted to the selected pixels."""
+    spec = dataclasses.replace(_SAMPLING_SPECS[k], stencil=stencil)
+    H, W = spec.height, spec.width
+    S = len(naive.STENCILS[stencil])
+    taps = field.make_taps(spec, W, H)
+    offsets, dims = field.level_table(spec)
+    rng = np.random.default_rng(200 + k)
+    rows = sorted(rng.choice(H, size=max(1, H // 3), replace=False))
+    sel = np.array([r * W + c for r in rows for c in range(W // 3, W)], np.int64)
+    n_grids = len(naive.grid_exponents(spec))
+    g = rng.normal(size=(n_grids * S, sel.size)).astype(np.float32)
+    out = np.full(spec.n_latents, np.nan)
+    train.latent_grad(g, sel, taps, offsets, dims, W, out)
+    for lev in range(n_grids):
+        want = sum(sampling_matrix(spec, taps, lev, s)[sel].T @ g[lev * S + s].astype(np.float64)
+                   for s in range(S))
+        np.testing.assert_allclose(out[offsets[lev]:offsets[lev + 1]], want, rtol=1e-5, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------
 # Rate proxy: the coder's cost tables and their interpolation.
 

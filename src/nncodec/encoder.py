@@ -34,7 +34,7 @@ from .field import ModelSpec, column_pass, level_table, layer_table, make_taps, 
 from .progress import TrainingProgress
 from .train import (HARD, NO_RATE, NOISE, SOFT, STREAM_SAMPLE, Adam, _latent_grad_finish,
                     _mlp_grad, _rate_table, _table_rate, latent_grad, latent_inputs,
-                    noise_key, sample_segments, worker_bounds)
+                    noise_key, sample_segments, squared_error, worker_bounds)
 from ._jit import TILE
 
 log = logging.getLogger("nncodec")
@@ -510,13 +510,24 @@ def _file(spec, wq, ws, bs, latq, metadata=b"") -> bytes:
     return fmt.pack(spec, ws, bs, payload, metadata, rice)
 
 
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean squared difference of two uint8 images of one shape.
+
+    The sum is an exact integer (:func:`train.squared_error`), so this is
+    the float64 mean NumPy gives, without the float copies of both images.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} and {b.shape}")
+    return squared_error(np.ascontiguousarray(a).ravel(), np.ascontiguousarray(b).ravel()) / a.size
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    mse = _mse(a, b)
     return 100.0 if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
 
 
 def _mse01(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) / 255.0 ** 2
+    return _mse(a, b) / 255.0 ** 2
 
 
 def _rd_cost(spec, theta, latq, ws, bs, img, lam, metadata) -> float:

@@ -263,13 +263,17 @@ def _grid_grad_rows(dfeat, sel, starts, ci, cw, st, dims, width, toff, tmp):
     selected pixels ``sel[k] = (y, x)`` of the row (``sel[starts[y]:starts[y+1]]``,
     in order) and ``t`` with ``ci[tc, lev, x, t] == b``. One parallel
     iteration per (row, feature), row-major: the workers' equal shares of
-    the jobs then hold the same mix of wide (fine) and narrow grids.
+    the jobs then hold the same mix of wide (fine) and narrow grids. Rows
+    without selected pixels are left as they are: :func:`_grid_grad_cols`
+    skips them.
     """
     S = st.shape[0]
     F = dims.shape[0] * S
     H = starts.shape[0] - 1
     for job in prange(F * H):
         y = job // F
+        if starts[y] == starts[y + 1]:
+            continue
         f = job - y * F
         lev = f // S
         tc = st[f - lev * S, 1]
@@ -287,14 +291,17 @@ def _grid_grad_rows(dfeat, sel, starts, ci, cw, st, dims, width, toff, tmp):
 
 
 @pjit
-def _grid_grad_cols(tmp, toff, ri, rw, st, dims, offsets, out):
+def _grid_grad_cols(tmp, toff, ri, rw, st, dims, offsets, starts, out):
     """Column pass: ``out[grid lev][a, b] = sum rw[tr, lev, y, t] * tmp_f[y, b]``.
 
     Summed over the stencil points ``s`` of the grid (``f = lev * S + s``),
     then the rows ``y`` and taps ``t`` with ``ri[tr, lev, y, t] == a``, all
     ascending. One parallel iteration per grid row ``(lev, a)``; it adds
     whole rows of ``tmp`` (a vectorized loop). The rows reaching ``a`` are a
-    contiguous range, as ``ri`` grows with ``y``.
+    contiguous range, as ``ri`` grows with ``y``. Image rows without
+    selected pixels (``starts[y] == starts[y + 1]``) are zero and skipped:
+    adding their zeros would not change a sum (the taps' weights are not
+    negative, so no term is -0.0).
     """
     S = st.shape[0]
     H = ri.shape[2]
@@ -313,6 +320,9 @@ def _grid_grad_cols(tmp, toff, ri, rw, st, dims, offsets, out):
             while y < H and ri[tr, lev, y, 3] < a:
                 y += 1
             while y < H and ri[tr, lev, y, 0] <= a:
+                if starts[y] == starts[y + 1]:
+                    y += 1
+                    continue
                 src = tmp[toff[f] + y * wk: toff[f] + (y + 1) * wk]
                 for t in range(4):
                     if ri[tr, lev, y, t] == a:
@@ -339,7 +349,7 @@ def latent_grad(dfeat, sel, taps, offsets, dims, width, out):
     tmp = np.empty(int(toff[-1]), np.float64)
     if F:
         _grid_grad_rows(dfeat, sel, starts, taps.ci, taps.cw, taps.st, dims, width, toff, tmp)
-        _grid_grad_cols(tmp, toff, taps.ri, taps.rw, taps.st, dims, offsets, out)
+        _grid_grad_cols(tmp, toff, taps.ri, taps.rw, taps.st, dims, offsets, starts, out)
     else:
         out[:] = 0.0
 
@@ -743,6 +753,20 @@ def _latent_grad_finish(glat, mode, dyhat, dys, grate):
             glat[i] = (glat[i] * dyhat[i] + grate[i]) * dys[i]
         else:
             glat[i] += grate[i]
+
+
+@njit
+def squared_error(a, b):
+    """Sum of squared differences of two flat integer arrays, as an exact int64.
+
+    Integer addition is associative, so the loop vectorizes and the sum is
+    the same in any order (an image's sum stays far below 2**63).
+    """
+    acc = np.int64(0)
+    for i in range(a.shape[0]):
+        d = np.int64(a[i]) - np.int64(b[i])
+        acc += d * d
+    return acc
 
 
 @pjit
