@@ -189,7 +189,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("nni")
     ap.add_argument("image", help="the source the file was coded from")
-    ap.add_argument("--lambda", dest="lam", default="1", help="factors of 0.73 MSE/bpp, comma-separated")
+    ap.add_argument("--lambda", dest="lam", default="1",
+                    help="factors of 0.73 MSE/bpp, comma-separated")
     ap.add_argument("--passes", type=int, default=1)
     ap.add_argument("--max-level", type=int, default=99, help="only grids with level <= this")
     ap.add_argument("--slope", type=float, default=3.14, help="dB per unit of ln(size)")

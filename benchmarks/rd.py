@@ -54,7 +54,7 @@ def import_nncodec():
     return nncodec
 
 
-def run_nncodec(nncodec, img: np.ndarray, budget: int, preset: str | None) -> dict:
+def run_nncodec(nncodec, img: np.ndarray, budget: int, preset: str | None, seed: int = 0) -> dict:
     """Encode and decode one image with nncodec; return a result record (without image name)."""
     h, w = img.shape[:2]
     rec = {"codec": "nncodec", "budget": budget, "bytes": None, "bpp": None, "psnr": None,
@@ -64,6 +64,8 @@ def run_nncodec(nncodec, img: np.ndarray, budget: int, preset: str | None) -> di
     kwargs = {"budget": budget}
     if preset is not None:
         kwargs["preset"] = preset
+    if seed:
+        rec["seed"] = kwargs["seed"] = seed
     try:
         t0 = time.perf_counter()
         data, stats = importlib.import_module("nncodec.encoder").encode_stats(img, **kwargs)
@@ -287,12 +289,17 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dir", default=str(HERE / "results"))
     ap.add_argument("--tag", default=None, help="output name rd-<tag>.*; default: date-time")
     ap.add_argument("--preset", default=None, help="passed to nncodec.encode(preset=...)")
+    ap.add_argument("--seed", type=int, default=0, help="passed to nncodec.encode(seed=...)")
     ap.add_argument("--shard", default=None,
                     help="I/N: run only images I, I+N, I+2N, ... (0-based), e.g. one process "
                          "per core with NUMBA_NUM_THREADS=1; combine with --merge")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                     help="combine the results of several runs (shards) into rd-<tag>.*")
     args = ap.parse_args(argv)
+    try:  # the plot is written after every image: fail now, not after the first
+        import matplotlib  # noqa: F401
+    except ImportError:
+        ap.error("the RD plot needs matplotlib: pip install -e '.[bench]'")
     if args.merge:
         return merge(args.merge, args.tag or time.strftime("%Y%m%d-%H%M%S"), Path(args.out_dir))
 
@@ -320,7 +327,7 @@ def main(argv=None) -> int:
         machine["nncodec"] = getattr(nncodec, "__version__", None)
     doc = {"tag": tag, "machine": machine, "images_dir": str(args.images),
            "images": [p.name for p in files], "budgets": budgets, "codecs": codecs,
-           "preset": args.preset, "baselines_cache": args.baselines_cache,
+           "preset": args.preset, "seed": args.seed, "baselines_cache": args.baselines_cache,
            "baseline_settings": B.baseline_settings(), "results": []}
     t_start = time.perf_counter()
     for i, path in enumerate(files):
@@ -328,7 +335,7 @@ def main(argv=None) -> int:
         for codec in codecs:
             for b in budgets:
                 if codec == "nncodec":
-                    rec = run_nncodec(nncodec, img, b, args.preset)
+                    rec = run_nncodec(nncodec, img, b, args.preset, args.seed)
                 else:
                     rec = run_baseline(img, codec, b, cache, path.name)
                 rec = {"image": path.name, **rec}

@@ -192,6 +192,26 @@ def test_different_seed_different_bytes(encoded_rgb):
     assert len(other) <= encoded_rgb.budget
 
 
+def test_slow_keeps_the_better_of_two_default_runs(images):
+    """``slow`` trains as ``default`` from the seed and the next one and
+    keeps the file that decodes with the lower error."""
+    img, budget = images["rgb"], 500
+    runs = [encode_stats(img, budget=budget, preset="default", seed=s, steps=120) for s in (3, 4)]
+    calls = []
+    data, st = encode_stats(img, budget=budget, preset="slow", seed=3, steps=120,
+                            progress=lambda step, total, info: calls.append((step, total, info)))
+    psnrs = [r[1].psnr for r in runs]
+    assert psnrs[0] != psnrs[1]  # else the choice is not tested
+    best = int(np.argmax(psnrs))
+    assert (st.run, st.runs) == (best, 2)
+    assert data == runs[best][0]
+    assert st.psnr == max(psnrs) >= psnrs[0]
+    # Progress counts the steps of both runs, in order.
+    steps = [c[0] for c in calls]
+    assert steps == sorted(steps) and steps[-1] > 120 and all(c[1] == 240 for c in calls)
+    assert all((c[2].step, c[2].total) == c[:2] for c in calls)
+
+
 def test_encode_accepts_grey_as_hxwx1(images):
     a = encode_stats(images["grey"], budget=200, preset="fast", steps=40)[0]
     b = encode_stats(images["grey"][:, :, None], budget=200, preset="fast", steps=40)[0]

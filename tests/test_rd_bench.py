@@ -66,3 +66,13 @@ def test_merge_keeps_the_later_record_of_an_image_codec_and_budget(rd, tmp_path)
     assert doc["tag"] == "merged" and doc["images"] == ["a.png", "b.png"]
     assert doc["codecs"] == ["nncodec", "avif"]
     assert doc["merged_from"] == [str(p) for p in paths]
+
+
+def test_without_matplotlib_the_run_stops_before_any_encode(rd, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import raises ImportError
+    with pytest.raises(SystemExit):
+        rd.main(["--codecs", "jpeg", "--limit", "1", "--out-dir", str(tmp_path), "--tag", "x"])
+    assert "matplotlib" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

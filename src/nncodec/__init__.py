@@ -17,7 +17,7 @@ from .errors import (BudgetError, ChecksumError, FormatError, ImageTooLargeError
                      NniError, TruncatedError, VersionError)
 from .progress import TrainingProgress
 
-__version__ = "0.11.0"
+__version__ = "0.12.0"
 
 __all__ = [
     "encode", "decode", "info", "check", "read_metadata", "image_metadata", "register_pillow",
@@ -34,7 +34,9 @@ def encode(image, /, *, budget, preset="default", seed=0, model="grid", progress
     Args:
         image: a path, a PIL image, or a uint8 array (HxWx3 or HxW).
         budget: bytes as an int or a string like ``"2kb"`` (1 k = 1024 bytes).
-        preset: ``"fast"``, ``"default"`` or ``"slow"`` (time against quality).
+        preset: ``"fast"``, ``"default"`` or ``"slow"`` (time against quality;
+            ``"slow"`` trains as ``"default"`` from ``seed`` and ``seed + 1``
+            and keeps the better file, in twice the time).
         seed: random seed; the same image, budget, preset and seed give the
             same bytes.
         model: ``"grid"`` (latent grids + MLP) or ``"mlp"`` (the plain

@@ -83,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-b", "--budget", required=True,
                    help="maximum file size: 2048, 2k, 2kb, 2KiB (1 k = 1024 bytes)")
     e.add_argument("--preset", default="default", choices=["fast", "default", "slow"],
-                   help="time against quality (default: %(default)s)")
+                   help="time against quality: fast is about 4 times faster than default, "
+                        "slow trains default twice (seeds N and N+1) and keeps the better "
+                        "file (default: %(default)s)")
     e.add_argument("--model", default="grid", choices=["grid", "mlp"],
                    help="grid: latent grids + MLP (default); mlp: plain coordinate MLP")
     e.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
