@@ -192,14 +192,20 @@ def test_different_seed_different_bytes(encoded_rgb):
     assert len(other) <= encoded_rgb.budget
 
 
-def test_slow_keeps_the_better_of_two_default_runs(images):
+def test_slow_keeps_the_better_of_two_default_runs(images, caplog):
     """``slow`` trains as ``default`` from the seed and the next one and
     keeps the file that decodes with the lower error."""
+    import logging
+
     img, budget = images["rgb"], 500
     runs = [encode_stats(img, budget=budget, preset="default", seed=s, steps=120) for s in (3, 4)]
     calls = []
-    data, st = encode_stats(img, budget=budget, preset="slow", seed=3, steps=120,
-                            progress=lambda step, total, info: calls.append((step, total, info)))
+    with caplog.at_level(logging.INFO, logger="nncodec"):
+        data, st = encode_stats(img, budget=budget, preset="slow", seed=3, steps=120,
+                                progress=lambda step, total, info: calls.append((step, total,
+                                                                                 info)))
+    for k, (d, s) in enumerate(runs):
+        assert f"run {k + 1} of 2 (seed {3 + k}): {len(d)} bytes, {s.psnr:.2f} dB" in caplog.text
     psnrs = [r[1].psnr for r in runs]
     assert psnrs[0] != psnrs[1]  # else the choice is not tested
     best = int(np.argmax(psnrs))

@@ -937,6 +937,10 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
                                                                                   cfg.runs)
         r = _train_run(spec, img, seed + k, cfg, n_steps, nbytes, model_bytes, metadata, report)
         r.index = k
+        if cfg.runs > 1:
+            log.info("run %d of %d (seed %d): %s", k + 1, cfg.runs, seed + k,
+                     "no state fitted the budget" if r.best is None else
+                     f"{len(r.best[1])} bytes, {10 * math.log10(1 / max(r.best[0], 1e-12)):.2f} dB")
         # The lowest decoded error wins; on a tie the earlier run.
         if run is None or (r.best is not None and (run.best is None or r.best[0] < run.best[0])):
             run = r
