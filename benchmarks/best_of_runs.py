@@ -9,8 +9,8 @@ mean PSNR of the first run and of the best per image, the gain, how many
 images a later run won, and the best against AVIF from the reports' AVIF
 records. ``--out`` writes the best records as an rd-*.json report (nncodec
 records replaced, with the index of the run kept in ``run`` and the sum of the
-runs' encode times in ``encode_s``; the other codecs' records kept), which
-``rd.py --merge`` renders.
+runs' encode times in ``encode_s``; the other codecs' records at those
+budgets kept), which ``rd.py --merge`` renders.
 
     python benchmarks/best_of_runs.py benchmarks/results/rd-v0.11-kodak-all.json \\
         benchmarks/results/rd-seed1-2k8k-kodak.json
@@ -78,7 +78,9 @@ def main(argv=None) -> int:
     if args.out:
         doc = dict(docs[0])
         doc["merged_from"] = list(args.reports)
-        doc["results"] = [r for r in docs[0]["results"] if r["codec"] != "nncodec"]
+        budgets = {k[1] for k in best}
+        doc["results"] = [r for r in docs[0]["results"]
+                          if r["codec"] != "nncodec" and int(r["budget"]) in budgets]
         # What `slow` would spend: every run's encode.
         runs = [nncodec_records(d) for d in docs]
         doc["results"] += [dict(best[k], run=won[k], encode_s=sum(r[k]["encode_s"] for r in runs))
