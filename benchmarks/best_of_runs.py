@@ -85,7 +85,7 @@ def main(argv=None) -> int:
         runs = [nncodec_records(d) for d in docs]
         doc["results"] += [dict(best[k], run=won[k], encode_s=sum(r[k]["encode_s"] for r in runs))
                            for k in sorted(best)]
-        doc["budgets"] = sorted({k[1] for k in best})
+        doc["budgets"] = sorted(budgets)
         doc["tag"] = Path(args.out).stem.removeprefix("rd-")
         B.write_json_atomic(args.out, doc)
     return 0
