@@ -39,15 +39,16 @@ import baselines as B  # noqa: E402
 from rd import import_nncodec  # noqa: E402
 
 
-def dense_sampling(n: int, level: int, grid_len: int) -> np.ndarray:
-    """float32[n, grid_len]: the B-spline taps of one axis at 1x as a matrix."""
+def dense_sampling(n: int, level: int, grid_len: int, dtype=np.float32) -> np.ndarray:
+    """dtype[n, grid_len]: the B-spline taps of one axis at 1x as a matrix
+    (summed in float64)."""
     from nncodec.field import axis_taps
 
     idx, w = axis_taps(n, n, level, grid_len)
     m = np.zeros((n, grid_len), np.float64)
     for t in range(4):
         np.add.at(m, (np.arange(n), idx[:, t]), w[:, t])
-    return m.astype(np.float32)
+    return m.astype(dtype)
 
 
 def main(argv=None) -> int:

@@ -45,20 +45,10 @@ from numba import njit
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from conv_stage_estimate import dense_sampling  # noqa: E402
 from rd import import_nncodec  # noqa: E402
 
 LAMBDA_SLOPE = 0.73
-
-
-def dense_sampling(n: int, n_coded: int, level: int, grid_len: int) -> np.ndarray:
-    """float64[n, grid_len]: the B-spline taps of one axis at 1x as a matrix."""
-    from nncodec.field import axis_taps
-
-    idx, w = axis_taps(n, n_coded, level, grid_len)
-    m = np.zeros((n, grid_len), np.float64)
-    for t in range(4):
-        np.add.at(m, (np.arange(n), idx[:, t]), w[:, t].astype(np.float64))
-    return m
 
 
 def support(m: np.ndarray):
@@ -175,7 +165,7 @@ def features(spec, latq):
     X = np.zeros((H, W, len(spec.grid_levels())))
     rows, cols = [], []
     for lev, ((hk, wk), k) in enumerate(zip(spec.level_dims(), spec.grid_levels())):
-        mr, mc = dense_sampling(H, H, k, hk), dense_sampling(W, W, k, wk)
+        mr, mc = dense_sampling(H, k, hk, np.float64), dense_sampling(W, k, wk, np.float64)
         grid = latq[offsets[lev]:offsets[lev + 1]].reshape(hk, wk).astype(np.float64)
         X[:, :, lev] = mr @ grid @ mc.T
         rows.append(support(mr))
