@@ -35,10 +35,9 @@ def nncodec_records(doc: dict) -> dict:
             if r["codec"] == "nncodec" and r.get("psnr") is not None and r["within_budget"]}
 
 
-def best_of(docs: list[dict]) -> tuple[dict, dict]:
-    """``(best, won)``: per (image, budget) in every report, the highest-PSNR
-    nncodec record, and the index of the report it came from."""
-    runs = [nncodec_records(d) for d in docs]
+def best_of(runs: list[dict]) -> tuple[dict, dict]:
+    """``(best, won)``: per (image, budget) in every run's records (see
+    :func:`nncodec_records`), the highest-PSNR one, and the run it came from."""
     keys = set(runs[0])
     for r in runs[1:]:
         keys &= set(r)
@@ -57,10 +56,11 @@ def main(argv=None) -> int:
     if len(args.reports) < 2:
         ap.error("give at least two reports")
     docs = [json.loads(Path(p).read_text()) for p in args.reports]
-    best, won = best_of(docs)
+    runs = [nncodec_records(d) for d in docs]
+    best, won = best_of(runs)
     if not best:
         sys.exit("the reports have no image and budget in common")
-    first = nncodec_records(docs[0])
+    first = runs[0]
     avif = {(r["image"], int(r["budget"])): r["psnr"] for d in docs for r in d["results"]
             if r["codec"] == "avif" and r.get("psnr") is not None}
     print("| budget | images | first run | best | gain | later run won | best - AVIF |")
@@ -82,7 +82,6 @@ def main(argv=None) -> int:
         doc["results"] = [r for r in docs[0]["results"]
                           if r["codec"] != "nncodec" and int(r["budget"]) in budgets]
         # What `slow` would spend: every run's encode.
-        runs = [nncodec_records(d) for d in docs]
         doc["results"] += [dict(best[k], run=won[k], encode_s=sum(r[k]["encode_s"] for r in runs))
                            for k in sorted(best)]
         doc["budgets"] = sorted(budgets)

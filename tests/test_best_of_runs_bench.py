@@ -17,7 +17,8 @@ def _doc(psnrs, budget=2048, avif=None):
 
 def test_best_of_keeps_the_highest_psnr_and_the_first_on_ties(load_benchmark):
     bo = load_benchmark("best_of_runs")
-    best, won = bo.best_of([_doc([20.0, 30.0, 25.0]), _doc([21.0, 29.0, 25.0])])
+    runs = [bo.nncodec_records(_doc(p)) for p in ([20.0, 30.0, 25.0], [21.0, 29.0, 25.0])]
+    best, won = bo.best_of(runs)
     assert [best[(f"im{i}.png", 2048)]["psnr"] for i in range(3)] == [21.0, 30.0, 25.0]
     assert [won[(f"im{i}.png", 2048)] for i in range(3)] == [1, 0, 0]
 
