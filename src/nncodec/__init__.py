@@ -36,7 +36,7 @@ def encode(image, /, *, budget, preset="default", seed=0, model="grid", progress
         budget: bytes as an int or a string like ``"2kb"`` (1 k = 1024 bytes).
         preset: ``"fast"``, ``"default"`` or ``"slow"`` (time against quality;
             ``"slow"`` trains as ``"default"`` from ``seed`` and ``seed + 1``
-            and keeps the better file, in twice the time).
+            and keeps the better file, in about twice the time).
         seed: random seed; the same image, budget, preset and seed give the
             same bytes.
         model: ``"grid"`` (latent grids + MLP) or ``"mlp"`` (the plain
