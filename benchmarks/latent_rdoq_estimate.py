@@ -69,7 +69,7 @@ def padded(rows, dtype) -> np.ndarray:
     return out
 
 
-@njit(cache=True)
+@njit
 def _mlp(x, theta, layers, out, h0, h1):
     p = 0
     cur, nxt = h0, h1
@@ -91,7 +91,7 @@ def _mlp(x, theta, layers, out, h0, h1):
         cur, nxt = nxt, cur
 
 
-@njit(cache=True)
+@njit
 def _pixel_error(y, t):
     r = min(1.0, max(0.0, y[0] + y[1] - y[2]))
     g = min(1.0, max(0.0, y[0] + y[2]))
@@ -99,7 +99,7 @@ def _pixel_error(y, t):
     return (r - t[0]) ** 2 + (g - t[1]) ** 2 + (b - t[2]) ** 2
 
 
-@njit(cache=True)
+@njit
 def _errors(X, theta, layers, target, err):
     out, h0, h1 = np.zeros(3), np.zeros(64), np.zeros(64)
     for r in range(X.shape[0]):
@@ -108,7 +108,7 @@ def _errors(X, theta, layers, target, err):
             err[r, c] = _pixel_error(out, target[r, c])
 
 
-@njit(cache=True)
+@njit
 def _sweep(X, err, theta, layers, target, q, offsets, dims, rptr, ridx, rwt, cptr, cidx, cwt,
            table, lam_sse, active):
     """One greedy pass over the active grids; returns the number of latents changed."""
