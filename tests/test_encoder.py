@@ -790,3 +790,33 @@ def test_image_mse_is_numpys_float64_mean(shape):
     assert encoder._psnr(a, a) == 100.0
     with pytest.raises(ValueError):
         encoder._mse01(a, b[..., :1] if b.ndim == 3 else b[:, :1])
+
+
+def test_deadzone_fit_takes_the_smallest_dead_zone_when_size_is_not_monotone():
+    """Zeroing part of a dense region makes its zero flags dearer, so the
+    file can grow with the dead-zone before it shrinks. The fit must still
+    find the small dead-zone that fits, not a large one that also does."""
+    from nncodec.field import ModelSpec
+
+    spec = ModelSpec(64, 64, 1, 1, 0, 0, 1, 4)  # one 64x64 grid
+    q = np.zeros(spec.n_params, np.int64)
+    ws, bs = encoder._default_steps(spec, np.zeros(spec.n_params, np.float32))
+    rng = np.random.default_rng(1)
+    latf = np.zeros((64, 64))
+    # Top half dense: every latent rounds to +-1, magnitudes spread over [0.55, 1.45).
+    latf[:32] = rng.choice([-1, 1], (32, 64)) * rng.uniform(0.55, 1.45, (32, 64))
+    # Bottom half sparse: a few latents just above one half, which cost
+    # nearly nothing in error to round to zero instead of one.
+    ties = rng.choice(32 * 64, 150, replace=False)
+    latf[32:].flat[ties] = 0.5 + 1e-4
+    latf = latf.ravel().astype(np.float32)
+    size = lambda t: len(encoder._file(spec, q, ws, bs, encoder._quantize_latents(latf, t)))  # noqa: E731
+    full, no_ties, half_dense = size(0.0), size(1e-3), size(0.45)
+    assert no_ties < full and half_dense > full  # the size is not monotone in t
+    budget = (no_ties + full) // 2
+    assert size(1.0) <= budget  # a large dead-zone fits as well
+    data, latq = encoder._deadzone_fit(spec, q, ws, bs, latf, budget, b"")
+    assert len(data) <= budget
+    rounded = encoder._quantize_latents(latf, 0.0)
+    assert np.array_equal(latq[:32 * 64], rounded[:32 * 64])  # the dense half untouched
+    assert np.count_nonzero(latq[32 * 64:]) < 150
