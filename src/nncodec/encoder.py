@@ -750,7 +750,6 @@ class _Run:
     history: list
     candidates: list
     best: tuple | None
-    index: int = 0
 
 
 def _run_progress(progress, k: int, runs: int):
@@ -946,19 +945,18 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
     log.info("model: %s", spec)
 
     _warm.start_helper()
-    run = None
+    run = kept = None  # the run kept and its index
     for k in range(cfg.runs):
         report = progress if progress is None or cfg.runs == 1 else _run_progress(progress, k,
                                                                                   cfg.runs)
         r = _train_run(spec, img, seed + k, cfg, n_steps, nbytes, model_bytes, metadata, report)
-        r.index = k
         if cfg.runs > 1:
             log.info("run %d of %d (seed %d): %s", k + 1, cfg.runs, seed + k,
                      "no state fitted the budget" if r.best is None else
                      f"{len(r.best[1])} bytes, {10 * math.log10(1 / max(r.best[0], 1e-12)):.2f} dB")
         # The lowest decoded error wins; on a tie the earlier run.
         if run is None or (r.best is not None and (run.best is None or r.best[0] < run.best[0])):
-            run = r
+            run, kept = r, k
     tr, lam, history, candidates, best = run.tr, run.lam, run.history, run.candidates, run.best
     if best is None:
         log.info("budget too small for %s; coding one colour", spec)
@@ -973,7 +971,7 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
                         time.perf_counter() - t0, spec, lam, n_steps, history)
     stats.trained_bytes = trained_bytes
     stats.end_bytes, stats.rounds = candidates[0][0], len(candidates) - 1
-    stats.run, stats.runs = run.index, cfg.runs
+    stats.run, stats.runs = kept, cfg.runs
     if best is not None and spec.n_latents:
         c, wq, latq = parse_ints(data)
         mse_f = tr.image_mse(dequantize(spec, wq, c.weight_steps, c.bias_steps),
