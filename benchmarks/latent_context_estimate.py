@@ -108,6 +108,11 @@ def _sign3(x):
     return np.where(x == 0, 0, np.where(x > 0, 1, 2))
 
 
+def _sum3x3(g):
+    """Sum of the clamped magnitudes over each cell's 3x3 neighbourhood."""
+    return sum(_clamp3(shifted(g, di, dj)) for di in (-1, 0, 1) for dj in (-1, 0, 1))
+
+
 def bucket(x, edges):
     """0 for x <= edges[0], 1 for x <= edges[1], ..., len(edges) above the last."""
     return np.searchsorted(np.asarray(edges), x, side="left")
@@ -124,7 +129,7 @@ def features(grids):
         # The next grid is this one's parent if it has half the size (the coder's rule).
         if lev + 1 < len(grids) and grids[lev + 1].shape == ((h + 1) // 2, (w + 1) // 2):
             p = grids[lev + 1]
-            p3 = sum(_clamp3(shifted(p, di, dj)) for di in (-1, 0, 1) for dj in (-1, 0, 1))
+            p3 = _sum3x3(p)
             f["par"] = np.repeat(np.repeat(p, 2, 0), 2, 1)[:h, :w]
             f["par3"] = np.repeat(np.repeat(p3, 2, 0), 2, 1)[:h, :w]
         else:
@@ -134,8 +139,7 @@ def features(grids):
         f["co"] = np.zeros_like(q)
         for other in grids[lev + 1:]:
             if other.shape == q.shape:
-                f["co"] = f["co"] + sum(_clamp3(shifted(other, di, dj))
-                                        for di in (-1, 0, 1) for dj in (-1, 0, 1))
+                f["co"] = f["co"] + _sum3x3(other)
         out.append(f)
     return out
 
@@ -188,12 +192,14 @@ SCHEMES = {
 }
 
 
-def latent_bits(grids, contexts, rates=None) -> np.ndarray:
+def latent_bits(grids, contexts, rates=None, feats=None) -> np.ndarray:
     """Bits (zero flags, signs, magnitudes) of ``grids`` under a scheme, contexts per grid.
 
-    ``rates``: (fast, slow) adaptation shifts instead of the format's.
+    ``rates``: (fast, slow) adaptation shifts instead of the format's;
+    ``feats``: ``features(grids)``, if already computed.
     """
-    feats = features(grids)
+    if feats is None:
+        feats = features(grids)
     lat, zc, sc, mc = [], [], [], []
     nz = ns = nm = 0
     for lev in range(len(grids) - 1, -1, -1):  # the coder's order: coarsest grid first
@@ -225,16 +231,17 @@ def main(argv=None) -> int:
     for i, path in enumerate(args.files):
         data = Path(path).read_bytes()
         grids = read_grids(data)
-        base = latent_bits(grids, SCHEMES["current"]).sum() / 8
+        feats = features(grids)
+        bits = latent_bits(grids, SCHEMES["current"], feats=feats)
+        base = bits.sum() / 8
         if not args.rates:
-            bits = latent_bits(grids, SCHEMES["current"])
             print(f"{Path(path).name}: {len(data)} bytes, latents {base:.0f} (zero flags "
                   f"{bits[0] / 8:.0f}, signs {bits[1] / 8:.0f}, magnitudes {bits[2] / 8:.0f})")
         for k, name in enumerate(names):
             if args.rates:
-                b = latent_bits(grids, SCHEMES["current"], RATES[k])
+                b = latent_bits(grids, SCHEMES["current"], RATES[k], feats)
             else:
-                b = latent_bits(grids, SCHEMES[name])
+                b = latent_bits(grids, SCHEMES[name], feats=feats)
             table[i, k] = 100 * (b.sum() / 8 - base) / len(data)
     print("change of the file size, percent (negative = smaller):")
     print("scheme".ljust(22) + " ".join(Path(p).name[:9].rjust(9) for p in args.files) + "      mean")
