@@ -253,7 +253,16 @@ def choose_spec(width: int, height: int, channels: int, budget: int, model: str 
     while last > first and (max(width, height) >> last) < 2:
         last -= 1
     n_levels = last - first + 1
-    if bpp < 0.06:
+    # Hidden units: the MLP's parameters cost about 0.8 byte each, a quarter
+    # of a 1 KiB file at 12 units. On the 24 Kodak images (0.13,
+    # benchmarks/results/rd-mlp*-kodak.*), one unit count changed at a time:
+    # 8 units instead of 12 gained +0.08 dB at 1 KiB (0.021 bpp; 20 of 24
+    # images; 6 units +0.07) and +0.01 at 2 KiB (0.041 bpp); 12 instead of
+    # 16 at 4 KiB (0.083 bpp) -0.04; 16 instead of 24 at 8 KiB (0.17 bpp)
+    # -0.11; 32 instead of 24 at 16 KiB (0.33 bpp, 0.10) -0.02.
+    if bpp < 0.03:
+        hidden, width_h = 2, 8
+    elif bpp < 0.06:
         hidden, width_h = 2, 12
     elif bpp < 0.15:
         hidden, width_h = 2, 16
