@@ -322,11 +322,16 @@ def test_choose_spec_grows_with_budget():
 
 
 def test_choose_spec_uses_default_stencil_and_extra_grids():
-    for budget in (500, 50000):
+    for budget, chroma in ((500, encoder.LOW_RATE_CHROMA), (50000, encoder.DEFAULT_CHROMA)):
         s = encoder.choose_spec(512, 512, 3, budget)
         assert s.stencil == encoder.DEFAULT_STENCIL
-        assert s.n_chroma == min(s.n_levels, encoder.DEFAULT_CHROMA)
+        assert s.n_chroma == min(s.n_levels, chroma)
         assert encoder.choose_spec(512, 512, 1, budget).n_chroma == 0  # colour only
+    # Low rates give the chroma grids fewer levels, never more.
+    assert encoder.LOW_RATE_CHROMA < encoder.DEFAULT_CHROMA
+    edge = int(encoder.LOW_RATE_CHROMA_BPP * 768 * 512 / 8)
+    assert encoder.choose_spec(768, 512, 3, edge - 8).n_chroma == encoder.LOW_RATE_CHROMA
+    assert encoder.choose_spec(768, 512, 3, edge + 8).n_chroma == encoder.DEFAULT_CHROMA
     mlp = encoder.choose_spec(64, 48, 3, 600, model="mlp")
     assert mlp.n_levels == 0 and mlp.n_chroma == 0
 

@@ -97,6 +97,15 @@ DEFAULT_STENCIL = 0
 #: Measured again after 0.10: -0.02 dB at 16 KiB on the 24 images
 #: (benchmarks/results/rd-chroma5-16k-kodak.json).
 DEFAULT_CHROMA = 3
+#: Below this many bits per pixel the chroma grids sit at the two coarsest
+#: levels only (LOW_RATE_CHROMA). On the 24 Kodak images (0.13, against
+#: three levels, benchmarks/results/rd-chroma2-*-kodak.*): +0.084 dB at
+#: 1 KiB (0.021 bpp, 16 images gaining), +0.062 at 2 KiB (0.041 bpp, 18),
+#: +0.01 at 4 KiB (0.083 bpp, 18 images, 9 gaining: not adopted there). One
+#: level (1:64) at 2 KiB: +0.09 on the first 16 images (+0.03 over two), not
+#: measured further.
+LOW_RATE_CHROMA = 2
+LOW_RATE_CHROMA_BPP = 0.06
 #: Images up to this many pixels train on every pixel at every step.
 FULL_BATCH_PIXELS = 16384
 #: Lambda controller: it does not lower lambda in this first fraction of
@@ -268,7 +277,8 @@ def choose_spec(width: int, height: int, channels: int, budget: int, model: str 
         hidden, width_h = 2, 16
     else:
         hidden, width_h = 2, 24
-    n_chroma = min(n_levels, DEFAULT_CHROMA) if channels == 3 else 0
+    chroma = LOW_RATE_CHROMA if bpp < LOW_RATE_CHROMA_BPP else DEFAULT_CHROMA
+    n_chroma = min(n_levels, chroma) if channels == 3 else 0
     return ModelSpec(width, height, channels, n_levels, first, 0, hidden, width_h,
                      stencil=DEFAULT_STENCIL, n_chroma=n_chroma)
 
