@@ -540,8 +540,6 @@ def test_soft_rounding_gradient_matches_finite_differences(images, alpha):
     """The latent gradient of a noise-phase step is the derivative of the loss
     mse(s(s(y) + u)) + lam * bits(s(y) + u) / pixels with the noise u held
     fixed (alpha = 0: plain y + u)."""
-    import copy
-
     img = images["rgb"]
     h, w, c = img.shape
     spec = encoder.choose_spec(w, h, c, 600)
