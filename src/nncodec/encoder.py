@@ -102,8 +102,8 @@ DEFAULT_CHROMA = 3
 #: three levels, benchmarks/results/rd-chroma2-*-kodak.*): +0.084 dB at
 #: 1 KiB (0.021 bpp, 16 images gaining), +0.062 at 2 KiB (0.041 bpp, 18),
 #: +0.01 at 4 KiB (0.083 bpp, 18 images, 9 gaining: not adopted there). One
-#: level (1:64) at 2 KiB: +0.09 on the first 16 images (+0.03 over two), not
-#: measured further.
+#: level (1:64) against two: +0.035 at 2 KiB (16 gaining), -0.012 at 1 KiB
+#: (benchmarks/results/rd-chroma1-*-kodak.*), within the noise of one run.
 LOW_RATE_CHROMA = 2
 LOW_RATE_CHROMA_BPP = 0.06
 #: Images up to this many pixels train on every pixel at every step.
