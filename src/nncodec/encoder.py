@@ -148,9 +148,10 @@ DEADZONE_BISECTIONS = 10
 #: noise between its two passes keeps its full width: narrowed linearly to
 #: 0.3 of it over the phase (as Cool-chic's recent presets narrow theirs),
 #: it lost 0.42 dB at 2 KiB (5 Kodak images, none gaining,
-#: benchmarks/results/rd-noise03-2k-kodak.*). A latent midway between two
-#: integers then reaches the network near its own in-between value, which
-#: rounding will not keep; the full-width noise sends it to either side.
+#: benchmarks/results/rd-noise03-2k-kodak.*), likely because a latent
+#: midway between two integers then reaches the network near its own
+#: in-between value, which rounding will not keep, where the full-width
+#: noise sends it to either side.
 SOFT_T = (0.5, 0.1)
 #: In the second half of the hard-rounding phase and of each recovery round,
 #: every SNAPSHOT_EVERY steps (and at the last step) the encoder scores the
