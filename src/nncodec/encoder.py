@@ -103,7 +103,8 @@ DEFAULT_CHROMA = 3
 #: 1 KiB (0.021 bpp, 16 images gaining), +0.062 at 2 KiB (0.041 bpp, 18),
 #: +0.01 at 4 KiB (0.083 bpp, 18 images, 9 gaining: not adopted there). One
 #: level (1:64) against two: +0.035 at 2 KiB (16 gaining), -0.012 at 1 KiB
-#: (benchmarks/results/rd-chroma1-*-kodak.*), within the noise of one run.
+#: (benchmarks/results/rd-chroma1-*-kodak.*); a second seed at 2 KiB gave
+#: +0.003 (rd-chroma1-seed1-2k-kodak.*), +0.019 over the two: within noise.
 LOW_RATE_CHROMA = 2
 LOW_RATE_CHROMA_BPP = 0.06
 #: Images up to this many pixels train on every pixel at every step.
@@ -276,14 +277,17 @@ def choose_spec(width: int, height: int, channels: int, budget: int, model: str 
     # images; 6 units +0.07) and +0.01 at 2 KiB (0.041 bpp); 12 instead of
     # 16 at 4 KiB (0.083 bpp) -0.04; 16 instead of 24 at 8 KiB (0.17 bpp)
     # -0.11; 32 instead of 24 at 16 KiB (0.33 bpp, 0.10) -0.02.
+    # Two hidden layers at every rate: one, with the same units, lost 0.09
+    # and 0.11 dB at 1 and 2 KiB (benchmarks/results/rd-hidden1-1k2k-kodak.*).
+    hidden = 2
     if bpp < 0.03:
-        hidden, width_h = 2, 8
+        width_h = 8
     elif bpp < 0.06:
-        hidden, width_h = 2, 12
+        width_h = 12
     elif bpp < 0.15:
-        hidden, width_h = 2, 16
+        width_h = 16
     else:
-        hidden, width_h = 2, 24
+        width_h = 24
     chroma = LOW_RATE_CHROMA if bpp < LOW_RATE_CHROMA_BPP else DEFAULT_CHROMA
     n_chroma = min(n_levels, chroma) if channels == 3 else 0
     return ModelSpec(width, height, channels, n_levels, first, 0, hidden, width_h,
