@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 
 import baselines as B  # noqa: E402
 
-_LINE = re.compile(r"(\d+) bytes \(budget (\d+)\), ([\d.]+) bpp, ([\d.]+) dB PSNR, ([\d.]+) s")
+_LINE = re.compile(r"(\d+) bytes \(budget \d+\), ([\d.]+) bpp, ([\d.]+) dB PSNR, ([\d.]+) s")
 
 
 def main(argv=None) -> int:
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
             if proc.returncode or not m:
                 print(f"{size[0]}x{size[1]} {budget} {preset}: failed\n{proc.stderr}", file=sys.stderr)
                 return 1
-            nbytes, _, bpp, psnr, secs = m.groups()
+            nbytes, bpp, psnr, secs = m.groups()
             print(f"{size[0]}x{size[1]} {budget} {preset}: {float(secs):.1f} s, {float(psnr):.2f} dB, "
                   f"{int(nbytes)} bytes, {float(bpp):.4f} bpp", flush=True)
     return 0
