@@ -1,18 +1,23 @@
 """`rd.py` with the grid model's sampling stencil 1, optionally on the finest grids only.
 
-Stencil 1 (a format option, off by default) feeds the MLP every grid sampled
-at the point and one coded pixel left, right, up and down. ``--finest K``
-keeps the four neighbours of the first K grids (the finest main grids) and
-holds the first-layer weights of every other grid's neighbours at zero, at
-initialisation and after every training step: an estimate of a stencil on
-the finest grids only, before building it. The estimate pays the full
-stencil's time and the zero weights' bits, which a format with the
-neighbours on the finest grid alone would not. Every other argument goes to
-``rd.py``. The README's "Tried" entry:
+Stencil 1 (a format option the encoder does not choose) feeds the MLP every
+grid sampled at the point and one coded pixel left, right, up and down.
+``--finest K`` keeps the four neighbours of the first K grids (the finest
+main grids) and holds the first-layer weights of every other grid's
+neighbours at zero, at initialisation and after every training step: an
+estimate of a stencil on the finest grids only, made before stencil 2 (the
+neighbours on the finest grid alone, the default since 0.14) was built. The
+estimate pays the full stencil's time and the zero weights' bits, which
+stencil 2 does not. ``--stencil N`` runs stencil N at every rate instead
+(the encoder picks stencil 2 from 0.03 bpp up to where the finest grid is
+1:1).
+Every other argument goes to ``rd.py``. The README's runs:
 
     python benchmarks/rd_stencil.py --codecs nncodec --budgets 8k --limit 12 --tag stencil1-8k-kodak
     python benchmarks/rd_stencil.py --finest 1 --codecs nncodec --budgets 8k --limit 12 \\
         --tag stencil1-finest-8k-kodak
+    python benchmarks/rd_stencil.py --stencil 2 --codecs nncodec --budgets 2k --limit 12 \\
+        --tag stencil2-2k12-kodak
 """
 
 from __future__ import annotations
@@ -27,24 +32,24 @@ sys.path.insert(0, str(HERE))
 import rd  # noqa: E402
 
 
-def patch(finest: int | None) -> None:
-    """Make `choose_spec` pick stencil 1 and, with ``finest``, mask the
-    other grids' neighbour weights in training."""
+def patch(stencil: int, finest: int | None) -> None:
+    """Make `choose_spec` pick ``stencil`` at every rate and, with ``finest``,
+    mask the other grids' neighbour weights in training."""
     rd.import_nncodec()
-    from nncodec import encoder, field
+    from nncodec import encoder
 
-    encoder.DEFAULT_STENCIL = 1
+    encoder.DEFAULT_STENCIL = encoder.PLAIN_STENCIL = stencil
     if finest is None:
         return
     init, step = encoder.Trainer.__init__, encoder.Trainer.step
 
     def mask(tr) -> None:
         spec = tr.spec
-        s = len(field.STENCILS[spec.stencil])
         o, i = spec.layer_shapes()[0]
-        w0 = tr.theta[:o * i].reshape(o, i)  # a view: inputs f = grid * S + point
-        for g in range(finest, spec.n_grids):
-            w0[:, g * s + 1:(g + 1) * s] = 0.0
+        w0 = tr.theta[:o * i].reshape(o, i)  # a view: one column per input
+        cols = [f for f, (g, dy, dx) in enumerate(spec.grid_features())
+                if g >= finest and (dy, dx) != (0, 0)]
+        w0[:, cols] = 0.0
 
     def masked_init(self, *a, **k):
         init(self, *a, **k)
@@ -61,12 +66,14 @@ def patch(finest: int | None) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=False)
+    ap.add_argument("--stencil", type=int, default=1,
+                    help="the stencil at every rate (default 1)")
     ap.add_argument("--finest", type=int, default=None,
-                    help="keep the neighbours on the first K grids only")
+                    help="keep the neighbours on the first K grids only (stencil 1)")
     args, rest = ap.parse_known_args(argv)
-    if args.finest is not None and args.finest < 1:
-        ap.error("--finest takes a grid count of at least 1")
-    patch(args.finest)
+    if args.finest is not None and (args.finest < 1 or args.stencil != 1):
+        ap.error("--finest takes a grid count of at least 1, with stencil 1")
+    patch(args.stencil, args.finest)
     return rd.main(rest)
 
 

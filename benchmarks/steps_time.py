@@ -1,12 +1,18 @@
-"""What do more training steps cost? Time whole encodes of one image at two
-step counts of a preset, alternating, in one process.
+"""What do more training steps, or another sampling stencil, cost? Time whole
+encodes of one image at two step counts of a preset, or with two stencils,
+alternating, in one process.
 
-Alternating the two counts run by run puts both under the same machine load,
-so their ratio is what the steps cost even where the machine's speed moves
-between runs. Prints one line per encode (seconds, PSNR, bytes, a hash of the
-file) and the medians and their ratio.
+Alternating the two settings run by run puts both under the same machine
+load, so their ratio is what the change costs even where the machine's speed
+moves between runs. Prints one line per encode (seconds, PSNR, bytes, a hash
+of the file) and the medians and their ratio.
 
     python benchmarks/steps_time.py kodim23 --budget 8k --preset default --steps 2400,3600 --runs 3
+    python benchmarks/steps_time.py kodim23 --budget 8k --stencils 0,2 --runs 3
+
+``--stencils`` sets the stencil the encoder picks at every rate
+(``encoder.DEFAULT_STENCIL`` and ``PLAIN_STENCIL``), with the preset's
+own step count.
 
 Images are names in ``--images`` (without ``.png``) or paths; the first
 encode of a tiny image compiles the kernels outside the timings.
@@ -35,28 +41,36 @@ def main(argv=None) -> int:
     ap.add_argument("--images", default=str(REPO.parent / "shared" / "datasets" / "kodak"))
     ap.add_argument("--budget", default="8k")
     ap.add_argument("--preset", default="default")
-    ap.add_argument("--steps", required=True, help="two step counts, e.g. 2400,3600")
+    what = ap.add_mutually_exclusive_group(required=True)
+    what.add_argument("--steps", help="two step counts, e.g. 2400,3600")
+    what.add_argument("--stencils", help="two sampling stencils, e.g. 0,2")
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args(argv)
-    counts = [int(v) for v in args.steps.split(",")]
-    if len(counts) != 2 or min(counts) < 1 or args.runs < 1:
-        ap.error("--steps takes two positive counts and --runs at least 1")
+    values = [int(v) for v in (args.steps or args.stencils).split(",")]
+    if len(values) != 2 or min(values) < (1 if args.steps else 0) or args.runs < 1:
+        ap.error("--steps takes two positive counts, --stencils two stencils, --runs at least 1")
     import_nncodec()  # the installed package, else the repo's src/
     import numpy as np
     from nncodec import encoder
     path = B.image_path(args.name, args.images)
     img = B.load_image(path)
     encoder.encode_stats(np.zeros((16, 16, 3), np.uint8), budget=200, preset="fast", steps=2)
-    times = {n: [] for n in counts}
+    def name(v):
+        return f"{v} steps" if args.steps else f"stencil {v}"
+
+    times = {v: [] for v in values}
     for run in range(args.runs):
-        for n in counts:
+        for v in values:
+            kw = {"steps": v} if args.steps else {}
+            if args.stencils:
+                encoder.DEFAULT_STENCIL = encoder.PLAIN_STENCIL = v
             t0 = time.perf_counter()
-            data, st = encoder.encode_stats(img, budget=args.budget, preset=args.preset, steps=n)
-            times[n].append(time.perf_counter() - t0)
-            print(f"{path.stem} {n} steps, run {run + 1}: {times[n][-1]:.1f} s, {st.psnr:.2f} dB, "
+            data, st = encoder.encode_stats(img, budget=args.budget, preset=args.preset, **kw)
+            times[v].append(time.perf_counter() - t0)
+            print(f"{path.stem} {name(v)}, run {run + 1}: {times[v][-1]:.1f} s, {st.psnr:.2f} dB, "
                   f"{len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:12]}", flush=True)
-    a, b = (statistics.median(times[n]) for n in counts)
-    print(f"median {counts[0]} steps {a:.1f} s, {counts[1]} steps {b:.1f} s: x{b / a:.2f}")
+    a, b = (statistics.median(times[v]) for v in values)
+    print(f"median {name(values[0])} {a:.1f} s, {name(values[1])} {b:.1f} s: x{b / a:.2f}")
     return 0
 
 

@@ -88,34 +88,47 @@ def split_latents(spec, lat) -> list[np.ndarray]:
     return grids
 
 
-#: Sampling stencils, from the definition: the offsets ``(dy, dx)``, in coded
-#: pixels, at which every grid is sampled around the point, in feature order.
+#: Sampling points, from the definition: the offsets ``(dy, dx)``, in coded
+#: pixels, at which a grid is sampled around the point, in feature order.
+POINT = [(0, 0)]
+PLUS = [(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)]  # the point, left, right, up, down
+
+#: Sampling stencils, from the definition: stencil -> the points of grid l
+#: (coding order). 0: every grid at the point; 1: every grid at PLUS; 2: the
+#: first (finest) grid at PLUS, the others at the point.
 STENCILS = {
-    0: [(0, 0)],
-    1: [(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)],  # the point, left, right, up, down
+    0: lambda l: POINT,
+    1: lambda l: PLUS,
+    2: lambda l: PLUS if l == 0 else POINT,
 }
 
 
+def grid_features(spec) -> list[tuple[int, int, int]]:
+    """``(l, dy, dx)`` of every grid feature, in input order."""
+    return [(l, dy, dx) for l in range(len(grid_exponents(spec)))
+            for dy, dx in STENCILS[spec.stencil](l)]
+
+
 def n_inputs(spec) -> int:
-    """Grid features (every grid at every stencil point), then 4 M Fourier features."""
-    return len(grid_exponents(spec)) * len(STENCILS[spec.stencil]) + 4 * spec.n_fourier
+    """Grid features (every grid at its stencil points), then 4 M Fourier features."""
+    return len(grid_features(spec)) + 4 * spec.n_fourier
 
 
 def features(spec, grids, u: float, v: float) -> np.ndarray:
     """Feature vector at the point ``(u, v)`` of the coded frame ``[0, W] x [0, H]``.
 
     Grid values first: grid ``l`` (in coding order) sampled at ``(u + dx, v + dy)``
-    for each stencil offset ``(dy, dx)`` in turn, so feature ``l * S + s`` is
-    grid ``l`` at stencil point ``s``; shifted points may leave the frame (the
-    clamped edges extend the grid). Then ``sin, cos`` of ``pi * 2**m * u / W``
+    for each of its stencil offsets ``(dy, dx)`` in turn (the order of
+    :func:`grid_features`); shifted points may leave the frame (the clamped
+    edges extend the grid). Then ``sin, cos`` of ``pi * 2**m * u / W``
     for m = 0..M-1 (interleaved), then the same for ``v / H``; the Fourier
     features are taken at the point itself.
     """
     x = []
-    for k, grid in zip(grid_exponents(spec), grids):
-        f = 2.0 ** k
-        for dy, dx in STENCILS[spec.stencil]:
-            x.append(sample_grid(grid, (v + dy) / f - 0.5, (u + dx) / f - 0.5))
+    ks = grid_exponents(spec)
+    for l, dy, dx in grid_features(spec):
+        f = 2.0 ** ks[l]
+        x.append(sample_grid(grids[l], (v + dy) / f - 0.5, (u + dx) / f - 0.5))
     for t in (u / spec.width, v / spec.height):
         for m in range(spec.n_fourier):
             a = math.pi * 2 ** m * t

@@ -234,7 +234,7 @@ def _handmade_file(spec, seed):
 
 
 @pytest.mark.parametrize("chroma", [0, 2])
-@pytest.mark.parametrize("stencil", [0, 1])
+@pytest.mark.parametrize("stencil", [0, 1, 2])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_decode_handmade_file_matches_naive(stencil, channels, chroma):
     import naive
@@ -257,7 +257,7 @@ def test_decode_handmade_file_matches_naive(stencil, channels, chroma):
         assert np.ptp(want) > 5
 
 
-@pytest.mark.parametrize("stencil", [0, 1])
+@pytest.mark.parametrize("stencil", [0, 1, 2])
 def test_decode_narrow_image_matches_naive(stencil):
     """Images under 16 samples wide: several output rows share a block of MLP lanes."""
     import naive

@@ -322,9 +322,10 @@ def test_choose_spec_grows_with_budget():
 
 
 def test_choose_spec_uses_default_stencil_and_extra_grids():
-    for budget, chroma in ((500, encoder.LOW_RATE_CHROMA), (50000, encoder.DEFAULT_CHROMA)):
+    for budget, chroma, stencil in ((1500, encoder.LOW_RATE_CHROMA, encoder.DEFAULT_STENCIL),
+                                    (50000, encoder.DEFAULT_CHROMA, encoder.PLAIN_STENCIL)):
         s = encoder.choose_spec(512, 512, 3, budget)
-        assert s.stencil == encoder.DEFAULT_STENCIL
+        assert s.stencil == stencil
         assert s.n_chroma == min(s.n_levels, chroma)
         assert encoder.choose_spec(512, 512, 1, budget).n_chroma == 0  # colour only
     # Low rates give the chroma grids fewer levels, never more.
@@ -332,14 +333,25 @@ def test_choose_spec_uses_default_stencil_and_extra_grids():
     edge = int(encoder.LOW_RATE_CHROMA_BPP * 768 * 512 / 8)
     assert encoder.choose_spec(768, 512, 3, edge - 8).n_chroma == encoder.LOW_RATE_CHROMA
     assert encoder.choose_spec(768, 512, 3, edge + 8).n_chroma == encoder.DEFAULT_CHROMA
+    # The default stencil from STENCIL_MIN_BPP on, until the finest grid is 1:1.
+    plain, default = encoder.PLAIN_STENCIL, encoder.DEFAULT_STENCIL
+    assert plain != default
+    for budget, first, stencil in ((1024, 2, plain), (2048, 2, default), (4096, 1, default),
+                                   (8192, 1, default), (16384, 0, plain)):
+        s = encoder.choose_spec(768, 512, 3, budget)
+        assert (s.first_level, s.stencil) == (first, stencil), budget
+    edge = int(encoder.STENCIL_MIN_BPP * 768 * 512 / 8)
+    assert encoder.choose_spec(768, 512, 3, edge - 8).stencil == plain
+    assert encoder.choose_spec(768, 512, 3, edge + 8).stencil == default
     mlp = encoder.choose_spec(64, 48, 3, 600, model="mlp")
     assert mlp.n_levels == 0 and mlp.n_chroma == 0
 
 
-@pytest.mark.parametrize("stencil", [0, 1])
+@pytest.mark.parametrize("stencil", [0, 1, 2])
 def test_encode_with_each_stencil(images, monkeypatch, stencil):
-    """Whatever DEFAULT_STENCIL is, both stencils encode, fit and decode."""
+    """Whatever stencils the encoder picks, every stencil encodes, fits and decodes."""
     monkeypatch.setattr(encoder, "DEFAULT_STENCIL", stencil)
+    monkeypatch.setattr(encoder, "PLAIN_STENCIL", stencil)
     img = images["rgb"]
     data, st = encode_stats(img, budget=400, preset="fast")
     assert len(data) <= 400

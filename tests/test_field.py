@@ -52,10 +52,13 @@ STENCIL_IDS = sorted(naive.STENCILS)
 
 
 def test_stencils_match_definition():
-    """field.STENCILS is the documented table (naive.STENCILS, written from the spec)."""
-    assert sorted(field.STENCILS) == STENCIL_IDS == [0, 1]
+    """field's stencils are the documented table (naive.STENCILS, written from the spec)."""
+    assert sorted(field.STENCILS) == STENCIL_IDS == [0, 1, 2]
     for k in STENCIL_IDS:
-        assert [tuple(p) for p in field.STENCILS[k]] == naive.STENCILS[k]
+        for g in range(12):
+            assert [tuple(p) for p in field.grid_points(k, g)] == naive.STENCILS[k](g)
+        spec = ModelSpec(9, 9, 3, 4, 0, 1, 1, 4, stencil=k, n_chroma=2)
+        assert spec.grid_features() == naive.grid_features(spec)
 
 
 @pytest.mark.parametrize("stencil", STENCIL_IDS)
@@ -100,7 +103,7 @@ def test_render_kernel_direct_matches_naive(stencil):
     offsets, dims = field.level_table(spec)
     out = np.zeros((out_h, out_w, 3), np.uint8)
     C, coff = field.column_pass(lat, offsets, dims, taps)
-    field._render(C, coff, out_w * sx, taps.ri, taps.rw, taps.fr, taps.fc, taps.st, theta,
+    field._render(C, coff, out_w * sx, taps.ri, taps.rw, taps.fr, taps.fc, taps.ft, theta,
                   field.layer_table(spec), 3, sy, sx, out)
     want = naive.render(spec, theta, lat, out_w, out_h)
     assert np.abs(out.astype(int) - want.astype(int)).max() <= 1
@@ -122,13 +125,13 @@ FEATURE_CASES = [
 @pytest.mark.parametrize("stencil", STENCIL_IDS)
 @pytest.mark.parametrize("case", range(len(FEATURE_CASES)))
 def test_features_block_matches_naive(case, stencil):
-    """Every feature of every sample, in order: grid l at stencil point s is
-    feature l * S + s; the 4 M Fourier features follow the L * S grid features."""
+    """Every feature of every sample, in order: the grids in coding order,
+    each at its stencil points; the 4 M Fourier features follow."""
     spec, out_w, out_h, sx, sy = FEATURE_CASES[case]
     spec = dataclasses.replace(spec, stencil=stencil)
-    S = len(naive.STENCILS[stencil])
     n_grids = spec.n_levels + 2 * spec.n_chroma
-    assert spec.n_inputs == naive.n_inputs(spec) == n_grids * S + 4 * spec.n_fourier
+    n_points = sum(len(naive.STENCILS[stencil](g)) for g in range(n_grids))
+    assert spec.n_inputs == naive.n_inputs(spec) == n_points + 4 * spec.n_fourier
     _, lat = random_params(spec, seed=40 + case)
     taps = field.make_taps(spec, out_w, out_h, sx, sy)
     offsets, dims = field.level_table(spec)
@@ -143,7 +146,7 @@ def test_features_block_matches_naive(case, stencil):
         rows[:len(chunk)] = [r for r, _ in chunk]
         cols[:len(chunk)] = [c for _, c in chunk]
         X = np.full((spec.n_inputs, field.BLOCK), np.nan, np.float32)
-        field._features_block(C, coff, nc, taps.ri, taps.rw, taps.fr, taps.fc, taps.st, rows,
+        field._features_block(C, coff, nc, taps.ri, taps.rw, taps.fr, taps.fc, taps.ft, rows,
                               cols, len(chunk), X)
         for b, (r, c) in enumerate(chunk):
             u = (c + 0.5) * spec.width / nc
@@ -153,16 +156,21 @@ def test_features_block_matches_naive(case, stencil):
         assert np.isnan(X[:, len(chunk):]).all()  # lanes past nb are not written
 
 
-def test_stencil_1_centre_features_equal_stencil_0():
-    """With zero weights on the neighbour features, stencil 1 renders as stencil 0."""
-    s0 = ModelSpec(17, 11, 3, 3, 0, 1, 2, 5)
-    s1 = dataclasses.replace(s0, stencil=1)
+@pytest.mark.parametrize("stencil", [1, 2])
+def test_stencil_centre_features_equal_stencil_0(stencil):
+    """With zero weights on the neighbour features, stencils 1 and 2 render as
+    stencil 0 (bit for bit: the same sums in the same order)."""
+    s0 = ModelSpec(17, 11, 3, 3, 0, 1, 2, 5, n_chroma=1)
+    s1 = dataclasses.replace(s0, stencil=stencil)
     theta0, lat = random_params(s0, seed=3)
-    S, L = len(field.STENCILS[1]), s0.n_levels
+    G = s0.n_grids
     w0 = theta0[: 5 * s0.n_inputs].reshape(5, s0.n_inputs)
     w1 = np.zeros((5, s1.n_inputs), np.float32)
-    w1[:, [lev * S for lev in range(L)]] = w0[:, :L]  # stencil point 0 is the point itself
-    w1[:, L * S:] = w0[:, L:]  # Fourier features
+    feats = s1.grid_features()
+    centres = [f for f, (g, dy, dx) in enumerate(feats) if (dy, dx) == (0, 0)]
+    assert len(centres) == G and len(feats) > G
+    w1[:, centres] = w0[:, :G]
+    w1[:, len(feats):] = w0[:, G:]  # Fourier features
     theta1 = np.concatenate([w1.ravel(), theta0[5 * s0.n_inputs:]])
     assert theta1.size == s1.n_params
     for size in ((17, 11), (6, 4), (40, 25)):
@@ -247,33 +255,56 @@ def test_axis_taps_shift_zero_is_default():
 
 @pytest.mark.parametrize("stencil", STENCIL_IDS)
 def test_make_taps_layout(stencil):
-    """One axis table per distinct shift, in sorted order; ``st`` indexes them."""
+    """One axis table per distinct shift, in sorted order; ``ft`` indexes them
+    and names each feature's grid."""
     spec = ModelSpec(23, 15, 3, 3, 1, 2, 1, 4, stencil=stencil, n_chroma=2)
     out_w, out_h, sx, sy = 10, 4, 3, 4
     taps = field.make_taps(spec, out_w, out_h, sx, sy)
-    points = naive.STENCILS[stencil]
-    shifts = sorted({d for p in points for d in p})
-    T, L, S = len(shifts), spec.n_levels + 2 * spec.n_chroma, len(points)
-    assert T == {0: 1, 1: 3}[stencil]
+    feats = naive.grid_features(spec)
+    shifts = sorted({d for _, dy, dx in feats for d in (dy, dx)})
+    T, L = len(shifts), spec.n_levels + 2 * spec.n_chroma
+    assert T == {0: 1, 1: 3, 2: 3}[stencil]
     assert taps.ri.shape == taps.rw.shape == (T, L, out_h * sy, 4)
     assert taps.ci.shape == taps.cw.shape == (T, L, out_w * sx, 4)
     assert taps.ri.dtype == taps.ci.dtype == np.int32
     assert taps.rw.dtype == taps.cw.dtype == np.float32
-    assert taps.st.shape == (S, 2) and taps.st.dtype == np.int64
+    assert taps.ft.shape == (len(feats), 3) and taps.ft.dtype == np.int64
     assert taps.fr.shape == (out_h * sy, 4) and taps.fc.shape == (out_w * sx, 4)
-    for s, (dy, dx) in enumerate(points):
-        assert shifts[taps.st[s, 0]] == dy and shifts[taps.st[s, 1]] == dx
-    for t, d in enumerate(shifts):
-        for lev, ((hk, wk), k) in enumerate(zip(naive.level_dims(spec),
-                                                naive.grid_exponents(spec))):
-            ri, rw = field.axis_taps(out_h, spec.height, k, hk, sy, d)
-            ci, cw = field.axis_taps(out_w, spec.width, k, wk, sx, d)
-            np.testing.assert_array_equal(taps.ri[t, lev], ri)
-            np.testing.assert_array_equal(taps.rw[t, lev], rw)
-            np.testing.assert_array_equal(taps.ci[t, lev], ci)
-            np.testing.assert_array_equal(taps.cw[t, lev], cw)
+    levels, dims = naive.grid_exponents(spec), naive.level_dims(spec)
+    for f, (g, dy, dx) in enumerate(feats):
+        tr, tc = taps.ft[f, 1], taps.ft[f, 2]
+        assert taps.ft[f, 0] == g and shifts[tr] == dy and shifts[tc] == dx
+        (hk, wk), k = dims[g], levels[g]
+        ri, rw = field.axis_taps(out_h, spec.height, k, hk, sy, dy)
+        ci, cw = field.axis_taps(out_w, spec.width, k, wk, sx, dx)
+        np.testing.assert_array_equal(taps.ri[tr, g], ri)
+        np.testing.assert_array_equal(taps.rw[tr, g], rw)
+        np.testing.assert_array_equal(taps.ci[tc, g], ci)
+        np.testing.assert_array_equal(taps.cw[tc, g], cw)
     if stencil == 1:
-        assert taps.st.tolist() == [[1, 1], [1, 0], [1, 2], [0, 1], [2, 1]]
+        assert taps.ft[:5].tolist() == [[0, 1, 1], [0, 1, 0], [0, 1, 2], [0, 0, 1], [0, 2, 1]]
+    if stencil == 2:
+        assert taps.ft.tolist() == ([[0, 1, 1], [0, 1, 0], [0, 1, 2], [0, 0, 1], [0, 2, 1]]
+                                    + [[g, 1, 1] for g in range(1, L)])
+
+
+def test_column_pass_skips_unread_pairs():
+    """Stencil 2 reads the shifted columns of the finest grid only: the other
+    (shift, grid) pairs are not computed, and the rest equals stencil 1's."""
+    s1 = ModelSpec(23, 15, 3, 3, 0, 1, 1, 4, stencil=1, n_chroma=1)
+    s2 = dataclasses.replace(s1, stencil=2)
+    _, lat = random_params(s1, seed=5)
+    offsets, dims = field.level_table(s1)
+    C1, coff1 = field.column_pass(lat, offsets, dims, field.make_taps(s1, 23, 15))
+    C2, coff2 = field.column_pass(lat, offsets, dims, field.make_taps(s2, 23, 15))
+    used = coff2 >= 0
+    assert used.tolist() == [[True, False, False, False, False]] + [[True] * 5] + \
+        [[True, False, False, False, False]]
+    assert (coff1 >= 0).all() and C2.size < C1.size
+    for t, g in zip(*np.nonzero(used)):
+        n = int(dims[g, 0]) * 23
+        np.testing.assert_array_equal(C2[coff2[t, g]: coff2[t, g] + n],
+                                      C1[coff1[t, g]: coff1[t, g] + n])
 
 
 def test_bspline_interpolates_constant_and_linear_exactly():
@@ -330,14 +361,17 @@ def test_level_dims_example():
     assert spec.n_inputs == 8 and spec.n_latents == 950 + 250 + 65 + 21 + 2 * (65 + 21)
 
 
-@pytest.mark.parametrize("stencil,S", [(0, 1), (1, 5)])
+@pytest.mark.parametrize("stencil,S,S0", [(0, 1, 1), (1, 5, 5), (2, 1, 5)])
 @pytest.mark.parametrize("levels,chroma,fourier,hidden,width,channels",
                          [(3, 0, 0, 2, 16, 3), (0, 0, 6, 3, 5, 3), (2, 0, 1, 0, 7, 1),
                           (7, 0, 15, 1, 64, 1), (3, 2, 0, 2, 16, 3), (7, 7, 2, 1, 8, 3)])
-def test_layer_shapes(levels, chroma, fourier, hidden, width, channels, stencil, S):
+def test_layer_shapes(levels, chroma, fourier, hidden, width, channels, stencil, S, S0):
+    """S points on every grid but the first, which has S0 (stencil 2: the
+    finest grid sampled at five points)."""
     spec = ModelSpec(10, 10, channels, levels, 0, fourier, hidden, width, stencil=stencil,
                      n_chroma=chroma)
-    nin = (levels + 2 * chroma) * S + 4 * fourier
+    n_grids = levels + 2 * chroma
+    nin = (S0 + (n_grids - 1) * S if n_grids else 0) + 4 * fourier
     assert spec.n_inputs == nin
     dims = [nin] + [width] * hidden + [channels]
     want = [(dims[k + 1], dims[k]) for k in range(hidden + 1)]
@@ -354,6 +388,8 @@ def test_layer_shapes_example():
     assert spec.n_params == 16 * 6 + 16 + 16 * 16 + 16 + 3 * 16 + 3
     spec = ModelSpec(10, 10, 3, 6, 0, 2, 2, 16, stencil=1)  # 6 grids x 5 points + 8 Fourier
     assert spec.layer_shapes() == [(16, 38), (16, 16), (3, 16)]
+    spec = ModelSpec(10, 10, 3, 6, 0, 2, 2, 16, stencil=2)  # 5 + 5 x 1 points + 8 Fourier
+    assert spec.layer_shapes() == [(16, 18), (16, 16), (3, 16)]
 
 
 @pytest.mark.parametrize("coded,out,want", [((64, 48), (64, 48), (1, 1)),

@@ -37,7 +37,8 @@ def handmade(fields: list[tuple[int, int]], rest: bytes = b"",
     return with_crc(b"\x89NNI" + bytes([version]) + head + rest)
 
 
-def header_values(s: ModelSpec, has_metadata=0, steps=None, rice=None, version=3):
+def header_values(s: ModelSpec, has_metadata=0, steps=None, rice=None,
+                  version=fmt.FORMAT_VERSION):
     """(bits, value) of every header field in documented order (format
     ``version``; ``rice`` holds the (weight, bias) Rice parameters per layer)."""
     out = [(16, s.width - 1), (16, s.height - 1), (1, int(s.channels == 3)), (2, s.kernel),
@@ -69,6 +70,8 @@ ROUNDTRIP_SPECS = [
     spec(stencil=1),
     spec(stencil=1, n_levels=7, first_level=1, n_fourier=15, n_hidden=3, hidden_width=64),
     spec(stencil=1, n_hidden=1, channels=1),
+    spec(stencil=2, n_chroma=2),
+    spec(stencil=2, n_levels=0),
     spec(n_chroma=3),
     spec(n_levels=7, first_level=1, n_chroma=7, stencil=1),
     spec(n_levels=2, n_chroma=1, channels=1),
@@ -172,7 +175,6 @@ OUT_OF_RANGE = [
     (dict(height=70000), None, "height_minus_1"),
     (dict(kernel=1), None, "kernel"),
     (dict(activation=2), None, "activation"),
-    (dict(stencil=2), None, "stencil"),
     (dict(stencil=3), None, "stencil"),
     (dict(n_levels=8), None, "n_levels"),
     (dict(n_levels=-1), None, "n_levels"),
@@ -238,7 +240,7 @@ def test_unpack_rejects_constraint_violations():
     kernel = handmade(header_values(spec(kernel=2)))
     with pytest.raises(FormatError, match="kernel"):
         fmt.unpack(kernel)
-    for v in (2, 3):  # stencils 2 and 3 fit in the field but are not defined
+    for v in (3,):  # stencil 3 fits in the field but is not defined
         with pytest.raises(FormatError, match="stencil"):
             fmt.unpack(handmade(header_values(spec(stencil=v))))
     pad = handmade(header_values(spec(), steps=[(0, 0)] * 3) + [(1, 1)])  # nonzero padding
@@ -293,7 +295,23 @@ def test_version_0_raises_version_error(encoded_rgb):
     data[4] = 0
     with pytest.raises(VersionError) as e:
         nncodec.decode(with_crc(bytes(data[:-4])))
-    assert "version 0" in str(e.value) and "reads versions 1 to 3" in str(e.value)
+    assert "version 0" in str(e.value) and "reads versions 1 to 4" in str(e.value)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_stencil_2_needs_version_4(version):
+    """Stencil 2 is defined from version 4: an earlier file with it is invalid,
+    and the message names the field and both versions."""
+    s = spec(stencil=2)
+    data = handmade(header_values(s, version=version), version=version)
+    with pytest.raises(FormatError, match=f"stencil = 2 needs format version 4; the file is "
+                                          f"version {version}"):
+        fmt.unpack(data)
+    for st in (0, 1):  # the earlier stencils stay valid in every version
+        c = fmt.unpack(handmade(header_values(spec(stencil=st), version=version), version=version))
+        assert c.spec.stencil == st and c.version == version
+    c = fmt.unpack(handmade(header_values(s, version=4), version=4))
+    assert c.spec.stencil == 2 and c.version == 4
 
 
 def test_every_readable_version_is_listed():
@@ -303,7 +321,7 @@ def test_every_readable_version_is_listed():
     assert sorted(entropy.ADAPTATION) == list(fmt.READ_VERSIONS)
 
 
-@pytest.mark.parametrize("version", [4, 7, 255])
+@pytest.mark.parametrize("version", [5, 7, 255])
 def test_future_version_names_needed_and_supported_versions(encoded_rgb, tmp_path, capsys,
                                                             version):
     """A file from a later format: the message says what it needs and what this build reads."""
@@ -317,7 +335,7 @@ def test_future_version_names_needed_and_supported_versions(encoded_rgb, tmp_pat
             fn(data)
         msg = str(e.value)
         assert f"format version {version}" in msg
-        assert "reads versions 1 to 3" in msg
+        assert "reads versions 1 to 4" in msg
     src = tmp_path / "future.nni"
     src.write_bytes(data)
     for args in (["info", str(src)], ["decode", str(src), "-o", str(tmp_path / "o.png")]):

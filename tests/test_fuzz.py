@@ -40,11 +40,11 @@ def test_corpus_files_are_valid(corpus):
         out = nncodec.decode(data, max_pixels=fuzzing.FUZZ_MAX_PIXELS)
         assert out.shape[:2] == (info["height"], info["width"])
         seen["metadata"] += info["has_metadata"]
-        seen["stencil 1"] += info["stencil"]
+        seen[f"stencil {info['stencil']}"] += 1
         seen["grey"] += info["channels"] == 1
         seen["no grids"] += info["n_levels"] == 0
         seen[f"{info['n_hidden']} hidden"] += 1
-    for key in ("metadata", "stencil 1", "grey", "no grids", "0 hidden", "1 hidden", "2 hidden",
+    for key in ("metadata", "stencil 1", "stencil 2", "grey", "no grids", "0 hidden", "1 hidden", "2 hidden",
                 "3 hidden"):
         assert seen[key] > 0, key
     encoded = dict(corpus)

@@ -20,6 +20,9 @@ CASES = [
     (SAMPLES / "kodim23-1kb.nni", None, SAMPLES / "kodim23-1kb.decoded.png"),
     (SAMPLES / "kodim23-1kb.nni", 2.0, SAMPLES / "kodim23-1kb.x2.png"),
     (SAMPLES / "kodim03-grey-400b.nni", None, SAMPLES / "kodim03-grey-400b.decoded.png"),
+    (VECTORS / "v3-kodim23-1kb.nni", None, VECTORS / "v3-kodim23-1kb.decoded.png"),
+    (VECTORS / "v3-kodim23-1kb.nni", 2.0, VECTORS / "v3-kodim23-1kb.x2.png"),
+    (VECTORS / "v3-kodim03-grey-400b.nni", None, VECTORS / "v3-kodim03-grey-400b.decoded.png"),
     (VECTORS / "v2-kodim23-1kb.nni", None, VECTORS / "v2-kodim23-1kb.decoded.png"),
     (VECTORS / "v2-kodim23-1kb.nni", 2.0, VECTORS / "v2-kodim23-1kb.x2.png"),
     (VECTORS / "v2-kodim03-grey-400b.nni", None, VECTORS / "v2-kodim03-grey-400b.decoded.png"),
@@ -54,6 +57,8 @@ def test_vectors_cover_every_readable_version():
 @pytest.mark.parametrize("nni,source,budget", [
     (SAMPLES / "kodim23-1kb.nni", "kodim23-384x256.png", 1024),
     (SAMPLES / "kodim03-grey-400b.nni", "kodim03-grey-192x128.png", 400),
+    (VECTORS / "v3-kodim23-1kb.nni", "kodim23-384x256.png", 1024),
+    (VECTORS / "v3-kodim03-grey-400b.nni", "kodim03-grey-192x128.png", 400),
     (VECTORS / "v2-kodim23-1kb.nni", "kodim23-384x256.png", 1024),
     (VECTORS / "v2-kodim03-grey-400b.nni", "kodim03-grey-192x128.png", 400),
     (VECTORS / "v1-kodim23-1kb.nni", "kodim23-384x256.png", 1024),

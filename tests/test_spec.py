@@ -35,7 +35,7 @@ class SpecDecoder:
         self.payload = payload
         # Section 3.2: initial count and target rates by format version.
         self.count0, self.rate_fast, self.rate_slow = {1: (255, 4, 7), 2: (0, 3, 7),
-                                                       3: (0, 3, 7)}[version]
+                                                       3: (0, 3, 7), 4: (0, 3, 7)}[version]
         self.version = version
         self.pos = 0
         self.reads = 0  # calls of next_byte
@@ -326,25 +326,30 @@ def test_header_size_formula(format_md):
 
 
 def test_stencil_table_matches_code():
-    """decoding.md section 2 lists every stencil's points, in feature order."""
+    """decoding.md section 2 lists every stencil's points, grid 0 and the
+    other grids, in feature order."""
     from nncodec import field
 
     text = DECODING_MD.read_text(encoding="utf-8")
-    tables = _tables_with(text, ["stencil", "s", "points (dy, dx)"])
+    tables = _tables_with(text, ["stencil", "points of grid 0 (dy, dx)",
+                                 "points of grids 1 .. ng-1 (dy, dx)"])
     assert len(tables) == 1
-    got = {}
-    for k, n, points in tables[0]:
-        pts = [(int(a), int(b)) for a, b in re.findall(r"\((-?\d+),\s*(-?\d+)\)", points)]
-        assert len(pts) == int(n)
-        got[int(k)] = pts
-    assert got == {k: [tuple(p) for p in v] for k, v in field.STENCILS.items()}
+
+    def points(cell):
+        return [(int(a), int(b)) for a, b in re.findall(r"\((-?\d+),\s*(-?\d+)\)", cell)]
+
+    got = {int(k): (points(first), points(rest)) for k, first, rest in tables[0]}
+    assert sorted(got) == sorted(field.STENCILS)
+    for k, (first, rest) in got.items():
+        assert [tuple(p) for p in field.grid_points(k, 0)] == first
+        for g in range(1, 21):
+            assert [tuple(p) for p in field.grid_points(k, g)] == rest
+        spec = field.ModelSpec(8, 8, 3, 3, 0, 2, 1, 4, stencil=k, n_chroma=2)
+        assert spec.n_inputs == len(first) + (3 + 2 * 2 - 1) * len(rest) + 4 * 2
     # The header field admits exactly the defined stencils.
     (stencil,) = [f for f in fmt.HEADER_FIELDS if f.name == "stencil"]
     assert (stencil.lo, stencil.hi) == (min(got), max(got))
-    assert "d_0 = NG S + 4M" in text
-    for k, pts in got.items():
-        spec = field.ModelSpec(8, 8, 3, 3, 0, 2, 1, 4, stencil=k, n_chroma=2)
-        assert spec.n_inputs == (3 + 2 * 2) * len(pts) + 4 * 2
+    assert "d_0 = NS + 4M" in text and "NS  = S_0 + S_1 + ... + S_(NG-1)" in text
 
 
 def test_grid_exponents_example():
@@ -547,10 +552,11 @@ def test_example_derived_model(example, format_md):
     assert f"`NC` = {s.n_chroma}" in text
     assert f"{s.n_grids} grids (`F` = {s.first_level}) of {grids} cells = {s.n_latents} latents" \
         in text
-    from nncodec.field import STENCILS
+    from nncodec.field import grid_points
 
-    S = len(STENCILS[s.stencil])
-    assert f"stencil {s.stencil} samples each grid at `S` = {S} points" in text
+    S = len(grid_points(s.stencil, 0))
+    assert all(len(grid_points(s.stencil, g)) == S for g in range(s.n_grids))  # stencil 1
+    assert f"stencil {s.stencil} samples each grid at `S_l` = {S} points" in text
     dims = " -> ".join(str(d) for d in [s.n_inputs] + [s.hidden_width] * s.n_hidden
                        + [s.channels])
     assert f"{s.n_grids} * {S} = {s.n_inputs} inputs: {dims} with ReLU" in text
@@ -597,10 +603,11 @@ def test_decoding_trace_constants():
 
     text = DECODING_MD.read_text(encoding="utf-8")
     assert (e.PROB_BITS, e.RATE_FAST, e.RATE_SLOW, e.TOP) == (15, 3, 7, 1 << 24)
-    assert e.ADAPTATION == {1: (255, 4, 7), 2: (0, 3, 7), 3: (0, 3, 7)} and e.COUNT_MAX == 255
+    assert e.ADAPTATION == {1: (255, 4, 7), 2: (0, 3, 7), 3: (0, 3, 7), 4: (0, 3, 7)}
+    assert e.COUNT_MAX == 255
     flat = " ".join(text.split())
     assert ("| 1 | 255 | 4 | 7 |" in text and
-            f"| 2, 3 | 0 | {e.RATE_FAST} | {e.RATE_SLOW} |" in text)
+            f"| 2, 3, 4 | 0 | {e.RATE_FAST} | {e.RATE_SLOW} |" in text)
     assert f"`RICE_MAX` = {e.RICE_MAX}" in text
     assert f"`COUNT_MAX` = {e.COUNT_MAX}" in flat
     assert f"WCTX = {e.WCTX} " in text and f"LCTX = {e.LCTX} " in text

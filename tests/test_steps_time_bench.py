@@ -29,7 +29,31 @@ def test_alternates_the_two_step_counts(load_benchmark, make_image, tmp_path, mo
     assert "median 20 steps" in out and "30 steps" in out
 
 
+def test_alternates_two_stencils(load_benchmark, make_image, tmp_path, monkeypatch, capsys):
+    bench = load_benchmark("steps_time")
+    path = tmp_path / "tiny.png"
+    Image.fromarray(make_image(48, 32, 3)).save(path)
+    monkeypatch.setattr(encoder, "DEFAULT_STENCIL", encoder.DEFAULT_STENCIL)
+    monkeypatch.setattr(encoder, "PLAIN_STENCIL", encoder.PLAIN_STENCIL)
+    seen = []
+    encode_stats = encoder.encode_stats
+
+    def spy(image, **kw):
+        data, st = encode_stats(image, **kw)
+        seen.append((kw.get("steps"), st.spec.stencil))
+        return data, st
+
+    monkeypatch.setattr(encoder, "encode_stats", spy)
+    assert bench.main([str(path), "--preset", "fast", "--budget", "400", "--stencils", "0,2",
+                       "--runs", "1"]) == 0
+    assert seen[1:] == [(None, 0), (None, 2)]  # after the warm-up, the preset's steps
+    out = capsys.readouterr().out
+    assert "tiny stencil 0, run 1" in out and "median stencil 0" in out and "stencil 2" in out
+
+
 def test_rejects_a_bad_steps_list(load_benchmark):
     bench = load_benchmark("steps_time")
     with pytest.raises(SystemExit):
         bench.main(["x.png", "--steps", "2400"])
+    with pytest.raises(SystemExit):
+        bench.main(["x.png", "--stencils", "0,2", "--steps", "1,2"])

@@ -48,9 +48,9 @@ class GradProblem:
         self.lat = rng.normal(0.0, 1.0, spec.n_latents).astype(np.float32)
         self.target = rng.uniform(0.0, 1.0, (H * W, C)).astype(np.float32)
         self.all = np.arange(W * H, dtype=np.int64)
-        self.S = len(naive.STENCILS[spec.stencil])
+        self.feats = naive.grid_features(spec)  # (grid, dy, dx) of each grid feature
         self.n_grids = len(naive.grid_exponents(spec))
-        self.n_grid_features = self.n_grids * self.S
+        self.n_grid_features = len(self.feats)
 
     def run(self, sel=None):
         """Run the kernel; return (gbuf, loss, dfeat)."""
@@ -61,7 +61,7 @@ class GradProblem:
         dfeat = np.full((self.n_grid_features, sel.size), np.nan, np.float32)
         t = self.taps
         C, coff = field.column_pass(self.lat, self.offsets, self.dims, t)
-        train._mlp_grad(C, coff, t.ri, t.rw, t.fr, t.fc, t.st, self.theta, self.layers,
+        train._mlp_grad(C, coff, t.ri, t.rw, t.fr, t.fc, t.ft, self.theta, self.layers,
                         self.spec.channels, self.target, sel, self.spec.width, gbuf, lbuf, dfeat,
                         train.worker_bounds(ntiles, 1, 0.0), *train.NO_RATE)
         return gbuf, lbuf.sum() / (sel.size * self.spec.channels), dfeat
@@ -71,23 +71,23 @@ class GradProblem:
     def features(self, lat, sel):
         """float64[n, n_inputs]: features of the selected pixels, from the taps.
 
-        Grid ``lev`` at stencil point ``s`` (feature ``lev * S + s``) uses the
-        row tables of shift index ``st[s, 0]`` and the column tables of
-        ``st[s, 1]``.
+        Grid feature ``f`` (grid ``lev``, :func:`naive.grid_features`) uses the
+        row tables of shift index ``ft[f, 1]`` and the column tables of
+        ``ft[f, 2]``.
         """
         t = self.taps
         r, c = np.divmod(sel, self.spec.width)
         cols = []
-        for lev in range(self.n_grids):
+        for f, (lev, _, _) in enumerate(self.feats):
+            assert t.ft[f, 0] == lev
             wk, off = int(self.dims[lev, 1]), int(self.offsets[lev])
-            for s in range(self.S):
-                tr, tc = t.st[s]
-                v = np.zeros(sel.size)
-                for a in range(4):
-                    for b in range(4):
-                        v += (t.rw[tr, lev, r, a].astype(np.float64) * t.cw[tc, lev, c, b]
-                              * lat[off + t.ri[tr, lev, r, a] * wk + t.ci[tc, lev, c, b]])
-                cols.append(v[:, None])
+            tr, tc = t.ft[f, 1], t.ft[f, 2]
+            v = np.zeros(sel.size)
+            for a in range(4):
+                for b in range(4):
+                    v += (t.rw[tr, lev, r, a].astype(np.float64) * t.cw[tc, lev, c, b]
+                          * lat[off + t.ri[tr, lev, r, a] * wk + t.ci[tc, lev, c, b]])
+            cols.append(v[:, None])
         cols += [t.fc[c].astype(np.float64), t.fr[r].astype(np.float64)]
         return np.concatenate(cols, axis=1)
 
@@ -212,12 +212,12 @@ def test_mlp_grad_several_tiles_vs_finite_differences(stencil):
 
 @_cases([0, 1, 4, 5])
 def test_mlp_grad_feature_gradient_vs_finite_differences(k, stencil):
-    """dfeat[f, s] == d loss / d (grid feature f = l * S + s at pixel sel[s])."""
+    """dfeat[f, s] == d loss / d (grid feature f at pixel sel[s])."""
     pb = GradProblem(grad_spec(k, stencil), seed=30 + k)
     n = pb.spec.width * pb.spec.height
     sel = np.arange(1, n, 3, dtype=np.int64)
     _, _, dfeat = pb.run(sel=sel)
-    assert dfeat.shape == (pb.n_grids * pb.S, sel.size)
+    assert dfeat.shape == (pb.n_grid_features, sel.size)
     F = pb.features(pb.lat.astype(np.float64), sel)
     th = pb.theta.astype(np.float64)
     LS = pb.n_grid_features
@@ -247,11 +247,12 @@ def test_latent_gradient_chain_vs_finite_differences(k, stencil):
 # latent_grad is the transpose of sampling.
 
 
-def sampling_matrix(spec: ModelSpec, taps, lev: int, s: int = 0) -> np.ndarray:
-    """A[p, cell] such that grid ``lev`` at stencil point ``s`` is A @ grid (float64)."""
+def sampling_matrix(spec: ModelSpec, taps, f: int) -> np.ndarray:
+    """A[p, cell] such that grid feature ``f`` is A @ grid (float64), grid
+    ``taps.ft[f, 0]``."""
+    lev, tr, tc = taps.ft[f]
     hk, wk = spec.level_dims()[lev]
     H, W = spec.height, spec.width
-    tr, tc = taps.st[s]
     R = np.zeros((H, hk))
     C = np.zeros((W, wk))
     for a in range(4):
@@ -274,29 +275,28 @@ def test_sampling_matrix_matches_naive_bspline(k, stencil):
     spec = dataclasses.replace(_SAMPLING_SPECS[k], stencil=stencil)
     taps = field.make_taps(spec, spec.width, spec.height)
     rng = np.random.default_rng(k)
-    for lev, ((hk, wk), k) in enumerate(zip(naive.level_dims(spec), naive.grid_exponents(spec))):
-        grid = rng.normal(size=(hk, wk))
-        f = 2 ** k
-        for s, (dy, dx) in enumerate(naive.STENCILS[stencil]):
-            A = sampling_matrix(spec, taps, lev, s)
-            got = (A @ grid.ravel()).reshape(spec.height, spec.width)
-            for r in range(spec.height):
-                for c in range(spec.width):
-                    want = naive.sample_grid(grid, (r + 0.5 + dy) / f - 0.5,
-                                             (c + 0.5 + dx) / f - 0.5)
-                    assert got[r, c] == pytest.approx(want, abs=1e-5)
+    grids = [rng.normal(size=hk_wk) for hk_wk in naive.level_dims(spec)]
+    exps = naive.grid_exponents(spec)
+    for fi, (lev, dy, dx) in enumerate(naive.grid_features(spec)):
+        grid = grids[lev]
+        f = 2 ** exps[lev]
+        got = (sampling_matrix(spec, taps, fi) @ grid.ravel()).reshape(spec.height, spec.width)
+        for r in range(spec.height):
+            for c in range(spec.width):
+                want = naive.sample_grid(grid, (r + 0.5 + dy) / f - 0.5, (c + 0.5 + dx) / f - 0.5)
+                assert got[r, c] == pytest.approx(want, abs=1e-5)
 
 
 @pytest.mark.parametrize("k,stencil", SAMPLING_CASES)
 def test_latent_grad_is_transpose_of_sampling(k, stencil):
     spec = dataclasses.replace(_SAMPLING_SPECS[k], stencil=stencil)
     H, W = spec.height, spec.width
-    S = len(naive.STENCILS[stencil])
+    feats = naive.grid_features(spec)
     taps = field.make_taps(spec, W, H)
     offsets, dims = field.level_table(spec)
     rng = np.random.default_rng(100 + k)
     n_grids = len(naive.grid_exponents(spec))
-    g = rng.normal(size=(n_grids * S, H * W)).astype(np.float32)
+    g = rng.normal(size=(len(feats), H * W)).astype(np.float32)
     g[:, rng.random(H * W) < 0.2] = 0.0  # the kernels skip zeros: exercise that path
     g[rng.random(g.shape) < 0.1] = 0.0
     out = np.full(spec.n_latents, np.nan)  # latent_grad zeroes its output itself
@@ -308,8 +308,8 @@ def test_latent_grad_is_transpose_of_sampling(k, stencil):
     np.testing.assert_array_equal(again, out)
     for lev in range(n_grids):
         part = out[offsets[lev]:offsets[lev + 1]]
-        want = sum(sampling_matrix(spec, taps, lev, s).T @ g[lev * S + s].astype(np.float64)
-                   for s in range(S))
+        want = sum(sampling_matrix(spec, taps, f).T @ g[f].astype(np.float64)
+                   for f, (grid, _, _) in enumerate(feats) if grid == lev)
         np.testing.assert_allclose(part, want, rtol=1e-5, atol=1e-5)
     # <A^T g, x> == <g, A x>, with A x the grid features of the naive field.
     x = rng.normal(size=spec.n_latents)
@@ -319,7 +319,7 @@ def test_latent_grad_is_transpose_of_sampling(k, stencil):
     for r in range(H):
         for c in range(W):
             feats = naive.features(spec, grids, c + 0.5, r + 0.5)
-            assert feats.size == n_grids * S  # no Fourier features in these specs
+            assert feats.size == g.shape[0]  # no Fourier features in these specs
             rhs += float(g[:, r * W + c].astype(np.float64) @ feats)
     assert lhs == pytest.approx(rhs, rel=1e-5, abs=1e-5)
 
@@ -331,19 +331,19 @@ def test_latent_grad_of_a_row_subset_is_the_transpose_over_those_pixels(k, stenc
     transpose of sampling restricted to the selected pixels."""
     spec = dataclasses.replace(_SAMPLING_SPECS[k], stencil=stencil)
     H, W = spec.height, spec.width
-    S = len(naive.STENCILS[stencil])
+    feats = naive.grid_features(spec)
     taps = field.make_taps(spec, W, H)
     offsets, dims = field.level_table(spec)
     rng = np.random.default_rng(200 + k)
     rows = sorted(rng.choice(H, size=max(1, H // 3), replace=False))
     sel = np.array([r * W + c for r in rows for c in range(W // 3, W)], np.int64)
     n_grids = len(naive.grid_exponents(spec))
-    g = rng.normal(size=(n_grids * S, sel.size)).astype(np.float32)
+    g = rng.normal(size=(len(feats), sel.size)).astype(np.float32)
     out = np.full(spec.n_latents, np.nan)
     train.latent_grad(g, sel, taps, offsets, dims, W, out)
     for lev in range(n_grids):
-        want = sum(sampling_matrix(spec, taps, lev, s)[sel].T @ g[lev * S + s].astype(np.float64)
-                   for s in range(S))
+        want = sum(sampling_matrix(spec, taps, f)[sel].T @ g[f].astype(np.float64)
+                   for f, (grid, _, _) in enumerate(feats) if grid == lev)
         np.testing.assert_allclose(out[offsets[lev]:offsets[lev + 1]], want, rtol=1e-5, atol=1e-5)
 
 
@@ -481,7 +481,9 @@ _THREAD_SCRIPT = textwrap.dedent("""
     from nncodec._jit import TILE
     from nncodec.encoder import encode_stats
 
-    encoder.DEFAULT_STENCIL = 1  # the encode below exercises the stencil kernels
+    # The gradient below runs stencil 1 (every grid at five points), the encode
+    # stencil 2 (five points on the finest grid only; the default in 0.14).
+    encoder.DEFAULT_STENCIL = 2
 
     sha = lambda b: hashlib.sha256(b).hexdigest()[:32]
     print("threads", numba.get_num_threads())
@@ -499,7 +501,7 @@ _THREAD_SCRIPT = textwrap.dedent("""
     gbuf = np.zeros((nt, theta.size)); lbuf = np.zeros(nt)
     dfeat = np.zeros((7 * 5, sel.size), np.float32)
     C, coff = field.column_pass(lat, offsets, dims, taps)
-    train._mlp_grad(C, coff, taps.ri, taps.rw, taps.fr, taps.fc, taps.st, theta,
+    train._mlp_grad(C, coff, taps.ri, taps.rw, taps.fr, taps.fc, taps.ft, theta,
                     field.layer_table(spec), 3, target, sel, 96, gbuf, lbuf, dfeat,
                     train.worker_bounds(nt, numba.get_num_threads(), 1.0), *train.NO_RATE)
     glat = np.zeros(lat.size)
@@ -512,7 +514,7 @@ _THREAD_SCRIPT = textwrap.dedent("""
     img = np.stack([x, y, (x + y) // 2], -1).astype(np.uint8)
     img[40:90, 50:120] = (200, 30, 60)
     data, st = encode_stats(img, budget=400, preset="fast", steps=30)
-    assert st.spec.stencil == 1
+    assert st.spec.stencil == 2
     print("file", len(data), sha(data))
 """)
 
@@ -553,7 +555,7 @@ def test_mlp_grad_outputs_do_not_depend_on_the_worker_split():
         rate = train.NO_RATE
         if with_rate:
             rate = (q, pb.offsets, pb.dims, np.zeros((q.size, 3)), np.zeros(1))
-        train._mlp_grad(C, coff, t.ri, t.rw, t.fr, t.fc, t.st, pb.theta, pb.layers, 3,
+        train._mlp_grad(C, coff, t.ri, t.rw, t.fr, t.fc, t.ft, pb.theta, pb.layers, 3,
                         pb.target, sel, spec.width, gbuf, lbuf, dfeat,
                         np.array(bounds, np.int64), *rate)
         return gbuf, lbuf, dfeat, rate[3], rate[4][0]

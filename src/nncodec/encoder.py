@@ -88,8 +88,22 @@ PRESETS = {
 FILL_TARGET = 0.98
 #: Bits per pixel from which the finest latent grid has one cell per pixel.
 FULL_GRID_BPP = 0.25
-#: Grid sampling stencil of the grid model (field.STENCILS).
-DEFAULT_STENCIL = 0
+#: Grid sampling stencil of the grid model (field.STENCILS) from
+#: STENCIL_MIN_BPP up to FULL_GRID_BPP: 2, the finest grid (1:4 or 1:2 there)
+#: also sampled one coded pixel left, right, up and down. On the 24 Kodak
+#: images against the 0.13 records (benchmarks/results/rd-stencil2-*-kodak.*):
+#: +0.086 dB at 2 KiB (finest grid 1:4; 14 images gaining), +0.117 at 4 KiB
+#: (1:2; 16 gaining), +0.241 at 8 KiB (1:2; 23 gaining). Stencil 1 (every
+#: grid at five points) lost 0.075 dB at 8 KiB (12 images).
+DEFAULT_STENCIL = 2
+#: The stencil elsewhere. Below STENCIL_MIN_BPP (8 hidden units) the four
+#: inputs' weights cost more than they buy: -0.093 dB at 1 KiB on the first
+#: 10 Kodak images (3 gaining; rd-stencil2-1k10-kodak.*). Where the finest
+#: grid is 1:1 (from FULL_GRID_BPP on) the four samples are of a grid as large
+#: as the image: encode time x1.13 (kodim04 at 16 KiB, where the encode is
+#: already near the 2-minute mark), measured on that image only (-0.09 dB).
+PLAIN_STENCIL = 0
+STENCIL_MIN_BPP = 0.03
 #: Coarsest levels that carry two extra (chroma-like) grids, colour images.
 #: Five (down to 1:4) at 16 KiB on Kodak: +0.07 dB on average (14 of 24
 #: images gain, kodim23 +0.6) for 20% more encode time, not adopted
@@ -290,8 +304,9 @@ def choose_spec(width: int, height: int, channels: int, budget: int, model: str 
         width_h = 24
     chroma = LOW_RATE_CHROMA if bpp < LOW_RATE_CHROMA_BPP else DEFAULT_CHROMA
     n_chroma = min(n_levels, chroma) if channels == 3 else 0
+    stencil = DEFAULT_STENCIL if STENCIL_MIN_BPP <= bpp < FULL_GRID_BPP else PLAIN_STENCIL
     return ModelSpec(width, height, channels, n_levels, first, 0, hidden, width_h,
-                     stencil=DEFAULT_STENCIL, n_chroma=n_chroma)
+                     stencil=stencil, n_chroma=n_chroma)
 
 
 def _to_ycocg_mean(img: np.ndarray) -> np.ndarray:
@@ -460,9 +475,9 @@ class Trainer:
         gbuf = np.zeros((ntiles, theta.size), np.float64)
         lbuf = np.zeros(ntiles, np.float64)
         t = self.taps
-        dfeat = np.empty((self.spec.n_grids * t.st.shape[0], sel.size), np.float32)
+        dfeat = np.empty((t.ft.shape[0], sel.size), np.float32)
         C, coff = column_pass(yhat, self.offsets, self.dims, t)
-        return ((C, coff, t.ri, t.rw, t.fr, t.fc, t.st, theta, self.layers, self.c, self.target,
+        return ((C, coff, t.ri, t.rw, t.fr, t.fc, t.ft, theta, self.layers, self.c, self.target,
                  sel, self.w, gbuf, lbuf, dfeat), ntiles)
 
     def rate_at(self, latq: np.ndarray) -> float:

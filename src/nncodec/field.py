@@ -32,14 +32,25 @@ from ._jit import njit, pjit, prange
 KERNEL_BSPLINE = 0
 ACT_RELU = 0
 
-#: Sampling stencils: offsets (dy, dx) in coded pixels at which every grid is
-#: sampled around the point. Stencil 1 gives the MLP a continuous analogue of
-#: a 3x3 "plus" convolution over the upsampled grids (local derivatives), yet
-#: the field stays a function of the continuous coordinate.
-STENCILS = {
-    0: ((0, 0),),
-    1: ((0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)),
-}
+#: Sampling points: offsets (dy, dx) in coded pixels at which a grid is
+#: sampled around the point, in feature order. PLUS gives the MLP a
+#: continuous analogue of a 3x3 "plus" convolution over the upsampled grid
+#: (local derivatives), yet the field stays a function of the continuous
+#: coordinate.
+POINT = ((0, 0),)
+PLUS = ((0, 0), (0, -1), (0, 1), (-1, 0), (1, 0))
+
+#: Sampling stencils: stencil -> how many leading grids (in coding order, the
+#: finest main grids first) are sampled at PLUS; the others are sampled at
+#: POINT. None: every grid. Stencil 2 adds the neighbours where they pay: on
+#: the finest grid, whose cells are closest to the pixels.
+STENCILS = {0: 0, 1: None, 2: 1}
+
+
+def grid_points(stencil: int, grid: int) -> tuple:
+    """Sampling points of grid ``grid`` (coding order) under ``stencil``."""
+    n = STENCILS[stencil]
+    return PLUS if n is None or grid < n else POINT
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,7 @@ class ModelSpec:
     hidden_width: int  # units per hidden layer, 1..64
     kernel: int = KERNEL_BSPLINE
     activation: int = ACT_RELU
-    stencil: int = 0  # key of STENCILS: where each grid is sampled
+    stencil: int = 0  # key of STENCILS: where the grids are sampled
     n_chroma: int = 0  # coarsest levels that carry two extra grids
 
     def grid_levels(self) -> list[int]:
@@ -75,9 +86,15 @@ class ModelSpec:
     def n_grids(self) -> int:
         return self.n_levels + 2 * self.n_chroma
 
+    def grid_features(self) -> list[tuple[int, int, int]]:
+        """``(grid, dy, dx)`` of each grid feature, in input order: grids in
+        coding order, each at its sampling points (:func:`grid_points`)."""
+        return [(g, dy, dx) for g in range(self.n_grids)
+                for dy, dx in grid_points(self.stencil, g)]
+
     @property
     def n_inputs(self) -> int:
-        return self.n_grids * len(STENCILS[self.stencil]) + 4 * self.n_fourier
+        return len(self.grid_features()) + 4 * self.n_fourier
 
     def level_dims(self) -> list[tuple[int, int]]:
         """Return ``(rows, cols)`` of each latent grid, in coding order."""
@@ -153,8 +170,10 @@ def fourier_table(n_out: int, n_coded: int, n_freq: int, sub: int = 1) -> np.nda
 class Taps:
     """Interpolation taps and Fourier tables for one sampling grid.
 
-    Axis tables have one entry per shift in ``shifts``; ``st[s]`` gives the
-    (row shift, column shift) indices of stencil point ``s``.
+    Axis tables have one entry per shift in ``shifts`` (every offset that
+    some sampling point uses); grid feature ``f`` is grid ``ft[f, 0]`` with
+    the row tables of shift index ``ft[f, 1]`` and the column tables of
+    ``ft[f, 2]``.
     """
 
     ri: np.ndarray  # int32[T, L, rows, 4]
@@ -163,15 +182,16 @@ class Taps:
     cw: np.ndarray  # float32[T, L, cols, 4]
     fr: np.ndarray  # float32[rows, 2M]
     fc: np.ndarray  # float32[cols, 2M]
-    st: np.ndarray  # int64[S, 2]
+    ft: np.ndarray  # int64[F, 3]
 
 
 def make_taps(spec: ModelSpec, out_w: int, out_h: int, sx: int = 1, sy: int = 1) -> Taps:
     """Build taps for rendering ``out_w x out_h`` with ``sx x sy`` supersampling."""
     L = spec.n_grids
-    stencil = STENCILS[spec.stencil]
-    shifts = sorted({d for p in stencil for d in p})
-    st = np.array([[shifts.index(dy), shifts.index(dx)] for dy, dx in stencil], np.int64)
+    feats = spec.grid_features()
+    shifts = sorted({d for _, dy, dx in feats for d in (dy, dx)} | {0})
+    ft = np.array([[g, shifts.index(dy), shifts.index(dx)] for g, dy, dx in feats],
+                  np.int64).reshape(-1, 3)
     T = len(shifts)
     rows, cols = out_h * sy, out_w * sx
     ri = np.zeros((T, L, rows, 4), np.int32)
@@ -180,16 +200,23 @@ def make_taps(spec: ModelSpec, out_w: int, out_h: int, sx: int = 1, sy: int = 1)
     cw = np.zeros((T, L, cols, 4), np.float32)
     # A grid's dims follow from its level, so grids of one level (the extra
     # chroma grids) share their taps: (shift, level) -> (row, column) taps.
+    # Only the (shift, grid) pairs that some feature reads are filled.
     taps = {}
-    for t, d in enumerate(shifts):
-        for lev, ((hk, wk), k) in enumerate(zip(spec.level_dims(), spec.grid_levels())):
+    dims, levels = spec.level_dims(), spec.grid_levels()
+    for g, dy, dx in feats:
+        for d in (dy, dx):
+            k = levels[g]
             if (d, k) not in taps:
+                hk, wk = dims[g]
                 taps[d, k] = (axis_taps(out_h, spec.height, k, hk, sy, d),
                               axis_taps(out_w, spec.width, k, wk, sx, d))
-            (ri[t, lev], rw[t, lev]), (ci[t, lev], cw[t, lev]) = taps[d, k]
+        t = shifts.index(dy)
+        ri[t, g], rw[t, g] = taps[dy, levels[g]][0]
+        t = shifts.index(dx)
+        ci[t, g], cw[t, g] = taps[dx, levels[g]][1]
     fr = fourier_table(out_h, spec.height, spec.n_fourier, sy)
     fc = fourier_table(out_w, spec.width, spec.n_fourier, sx)
-    return Taps(ri, rw, ci, cw, fr, fc, st)
+    return Taps(ri, rw, ci, cw, fr, fc, ft)
 
 
 def layer_table(spec: ModelSpec) -> np.ndarray:
@@ -221,15 +248,17 @@ def column_pass(lat: np.ndarray, offsets: np.ndarray, dims: np.ndarray, taps: "T
     """Return ``(C, coff)``: every grid row interpolated at every sample column.
 
     ``C`` is float32, grid ``lev`` for column shift ``tc`` starting at
-    ``coff[tc, lev]`` as an ``H_lev x ncols`` block (see :func:`_column_pass`).
+    ``coff[tc, lev]`` as an ``H_lev x ncols`` block (see :func:`_column_pass`);
+    ``coff`` is -1 for the pairs that no feature reads (not computed).
     """
     T, L, ncols = taps.cw.shape[0], dims.shape[0], taps.cw.shape[2]
-    coff = np.zeros((T, L), np.int64)
+    coff = np.full((T, L), -1, np.int64)
     pos = 0
     for t in range(T):
         for lev in range(L):
-            coff[t, lev] = pos
-            pos += int(dims[lev, 0]) * ncols
+            if np.any((taps.ft[:, 0] == lev) & (taps.ft[:, 2] == t)):
+                coff[t, lev] = pos
+                pos += int(dims[lev, 0]) * ncols
     C = np.empty(pos, np.float32)
     if pos:
         _column_pass(lat, offsets, dims, taps.ci, taps.cw, coff, C)
@@ -267,7 +296,8 @@ def _column_pass(lat, offsets, dims, ci, cw, coff, C):
     lat[grid lev, row i, column ci[tc, lev, x, t]]``, summed from 0 in
     ascending ``t``: exactly the inner sum of the separable B-spline, so
     features taken from ``C`` equal the direct 4 x 4 evaluation bit for bit.
-    One parallel iteration per (shift, grid, row).
+    One parallel iteration per (shift, grid, row); pairs with ``coff[tc, lev]
+    < 0`` are skipped.
     """
     T = cw.shape[0]
     ncols = cw.shape[2]
@@ -276,6 +306,8 @@ def _column_pass(lat, offsets, dims, ci, cw, coff, C):
     for job in prange(T * R):
         tc = job // R
         lev, i = _job_row(rows_before, job - tc * R)
+        if coff[tc, lev] < 0:
+            continue
         base = offsets[lev] + i * dims[lev, 1]
         dst = coff[tc, lev] + i * ncols
         for x in range(ncols):
@@ -286,31 +318,31 @@ def _column_pass(lat, offsets, dims, ci, cw, coff, C):
 
 
 @njit
-def _features_block(C, coff, ncols, ri, rw, fr, fc, st, rows, cols, nb, X):
+def _features_block(C, coff, ncols, ri, rw, fr, fc, ft, rows, cols, nb, X):
     """Write the features of samples (rows[b], cols[b]), b < nb, into X[:, b].
 
     ``C`` is the column pass of the grids (:func:`_column_pass`); feature
-    ``lev * S + s`` is grid ``lev`` sampled at stencil point ``s``:
-    ``sum_a rw[a] * C[row ri[a], column c]``, summed from 0 in ascending
-    ``a``. The Fourier features follow the ``L * S`` grid features.
+    ``f`` is grid ``ft[f, 0]`` at row shift ``ft[f, 1]`` and column shift
+    ``ft[f, 2]`` (:class:`Taps`): ``sum_a rw[a] * C[row ri[a], column c]``,
+    summed from 0 in ascending ``a``. The Fourier features follow the ``F``
+    grid features.
     """
-    L = coff.shape[1]
-    S = st.shape[0]
+    F = ft.shape[0]
     m2 = fr.shape[1]
     for b in range(nb):
         r = rows[b]
         c = cols[b]
-        for lev in range(L):
-            for s_ in range(S):
-                tr = st[s_, 0]
-                base = coff[st[s_, 1], lev] + c
-                v = np.float32(0.0)
-                for a in range(4):
-                    v += rw[tr, lev, r, a] * C[base + ri[tr, lev, r, a] * ncols]
-                X[lev * S + s_, b] = v
+        for f in range(F):
+            lev = ft[f, 0]
+            tr = ft[f, 1]
+            base = coff[ft[f, 2], lev] + c
+            v = np.float32(0.0)
+            for a in range(4):
+                v += rw[tr, lev, r, a] * C[base + ri[tr, lev, r, a] * ncols]
+            X[f, b] = v
         for m in range(m2):
-            X[L * S + m, b] = fc[c, m]
-            X[L * S + m2 + m, b] = fr[r, m]
+            X[F + m, b] = fc[c, m]
+            X[F + m2 + m, b] = fr[r, m]
 
 
 @njit
@@ -427,31 +459,30 @@ def _max_width(layers):
 
 
 @njit
-def _row_features(C, coff, ncols, ri, rw, fr, fc, st, r, c0, nb, X):
+def _row_features(C, coff, ncols, ri, rw, fr, fc, ft, r, c0, nb, X):
     """Features of samples ``(r, c0 + b)``, ``b < nb``, into ``X[:, b]``.
 
     The same sums, in the same order, as :func:`_features_block`; for samples
     on one row at consecutive columns the taps are shared by all lanes, so the
     loops over lanes read ``C`` contiguously and vectorize.
     """
-    L = coff.shape[1]
-    S = st.shape[0]
+    F = ft.shape[0]
     m2 = fr.shape[1]
-    for lev in range(L):
-        for s_ in range(S):
-            tr = st[s_, 0]
-            base = coff[st[s_, 1], lev] + c0
-            x = X[lev * S + s_]
+    for f in range(F):
+        lev = ft[f, 0]
+        tr = ft[f, 1]
+        base = coff[ft[f, 2], lev] + c0
+        x = X[f]
+        for b in range(nb):
+            x[b] = 0.0
+        for a in range(4):
+            w = rw[tr, lev, r, a]
+            src = base + ri[tr, lev, r, a] * ncols
             for b in range(nb):
-                x[b] = 0.0
-            for a in range(4):
-                w = rw[tr, lev, r, a]
-                src = base + ri[tr, lev, r, a] * ncols
-                for b in range(nb):
-                    x[b] += w * C[src + b]
+                x[b] += w * C[src + b]
     for m in range(m2):
-        xc = X[L * S + m]
-        xr = X[L * S + m2 + m]
+        xc = X[F + m]
+        xr = X[F + m2 + m]
         f = fr[r, m]
         for b in range(nb):
             xc[b] = fc[c0 + b, m]
@@ -499,7 +530,7 @@ def _store_row(acc, inv, out_row):
 
 
 @pjit
-def _render(C, coff, ncols, ri, rw, fr, fc, st, theta, layers, channels, sy, sx, out):
+def _render(C, coff, ncols, ri, rw, fr, fc, ft, theta, layers, channels, sy, sx, out):
     """Render ``out`` (uint8[H', W', C]) from supersampled taps.
 
     Output pixel (i, j) averages the colours of samples (i*sy + a, j*sx + b),
@@ -530,7 +561,7 @@ def _render(C, coff, ncols, ri, rw, fr, fc, st, theta, layers, channels, sy, sx,
             for a in range(sy):
                 for c0 in range(0, ncols, BLOCK):
                     nb = min(BLOCK, ncols - c0)
-                    _row_features(C, coff, ncols, ri, rw, fr, fc, st, i0 * sy + a, c0, nb,
+                    _row_features(C, coff, ncols, ri, rw, fr, fc, ft, i0 * sy + a, c0, nb,
                                   Hb[0])
                     _mlp_forward_block(theta, layers, Hb, Zb, nb)
                     _accumulate_row(Zb[nl - 1], channels, sx, c0, nb, acc[0])
@@ -545,7 +576,7 @@ def _render(C, coff, ncols, ri, rw, fr, fc, st, theta, layers, channels, sy, sx,
                     r = (s0 + b) // ncols  # sample row from the group's first
                     rows[b] = i0 * sy + r
                     cols[b] = s0 + b - r * ncols
-                _features_block(C, coff, ncols, ri, rw, fr, fc, st, rows, cols, nb, Hb[0])
+                _features_block(C, coff, ncols, ri, rw, fr, fc, ft, rows, cols, nb, Hb[0])
                 _mlp_forward_block(theta, layers, Hb, Zb, nb)
                 for b in range(nb):
                     _to_rgb(Zb[nl - 1], channels, b, rgb)
@@ -585,6 +616,6 @@ def render(spec: ModelSpec, theta: np.ndarray, lat: np.ndarray, out_w: int, out_
         s0, s1 = r0 * sy, r1 * sy
         band = np.ascontiguousarray
         _render(C, coff, ncols, band(full.ri[:, :, s0:s1]), band(full.rw[:, :, s0:s1]),
-                band(full.fr[s0:s1]), full.fc, full.st, theta, layers, spec.channels, sy, sx,
+                band(full.fr[s0:s1]), full.fc, full.ft, theta, layers, spec.channels, sy, sx,
                 out[r0:r1])
     return out

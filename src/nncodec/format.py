@@ -25,11 +25,14 @@ from .errors import ChecksumError, FormatError, TruncatedError, VersionError
 from .field import ModelSpec
 
 MAGIC = b"\x89NNI"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: Versions this decoder reads. Version 2 changed only the adaptation of the
 #: coder's probabilities (entropy.ADAPTATION); version 3 codes the network
-#: parameters with Rice codes whose parameters are layer fields (entropy.py).
-READ_VERSIONS = (1, 2, 3)
+#: parameters with Rice codes whose parameters are layer fields (entropy.py);
+#: version 4 adds stencil 2 (field.STENCILS) and is otherwise version 3.
+READ_VERSIONS = (1, 2, 3, 4)
+#: First format version of each stencil after the first two.
+STENCIL_SINCE = {2: 4}
 CRC_BYTES = 4
 #: Largest coded image a decoder accepts (width * height).
 MAX_CODED_PIXELS = 1 << 26
@@ -51,8 +54,9 @@ HEADER_FIELDS = (
     Field("colour", 1, 0, 1, "0: grey, 1 channel; 1: colour, 3 channels (YCoCg)"),
     Field("kernel", 2, 0, 0, "latent interpolation kernel; 0: cubic B-spline"),
     Field("activation", 2, 0, 0, "hidden-layer activation; 0: ReLU"),
-    Field("stencil", 2, 0, 1, "grid sampling stencil; 0: the point; 1: the point and its "
-          "4 neighbours at 1 coded pixel"),
+    Field("stencil", 2, 0, 2, "grid sampling stencil; 0: every grid at the point; 1: every "
+          "grid at the point and its 4 neighbours at 1 coded pixel; 2: the first grid at those "
+          "5 points, the others at the point"),
     Field("n_levels", 3, 0, 7, "number of latent grids L"),
     Field("first_level", 3, 0, 7, "grid l is downsampled by 2^(first_level + l)"),
     Field("n_chroma", 3, 0, 7, "coarsest levels carrying two extra grids; at most n_levels"),
@@ -264,6 +268,10 @@ def unpack(data: bytes) -> Container:
     pad = (-reader.pos) % 8
     if reader.read(pad) if pad else 0:
         raise FormatError("header padding bits are not zero")
+    since = STENCIL_SINCE.get(fields["stencil"], 1)
+    if version < since:
+        raise FormatError(f"header field stencil = {fields['stencil']} needs format version "
+                          f"{since}; the file is version {version}")
     spec = fields_to_spec(fields)
     validate_spec(spec)
     pos = reader.pos // 8

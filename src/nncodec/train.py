@@ -42,7 +42,7 @@ _FRESH_PROBS = new_probs(LCTX)
 
 
 @njit
-def _mlp_tile(t, C, coff, ri, rw, fr, fc, st, theta, layers, channels, target, sel, width,
+def _mlp_tile(t, C, coff, ri, rw, fr, fc, ft, theta, layers, channels, target, sel, width,
               gbuf, lbuf, dfeat):
     """Forward and backward over tile ``t`` (``TILE`` selected pixels).
 
@@ -50,8 +50,8 @@ def _mlp_tile(t, C, coff, ri, rw, fr, fc, st, theta, layers, channels, target, s
     Writes the tile's parameter gradient to ``gbuf[t]`` (float64[P]), its
     squared-error sum to ``lbuf[t]`` and the gradient of the loss (sum of
     squared RGB errors / (n * C)) w.r.t. each grid feature of each of its
-    pixels to ``dfeat[f, s]`` (float32[L * S, n]), for grid feature ``f`` of
-    pixel ``sel[s]``.
+    pixels to ``dfeat[f, s]`` (float32[F, n]), for grid feature ``f`` of
+    pixel ``sel[s]`` (``ft``: see :class:`field.Taps`).
 
     Parameter gradients are accumulated per lane (one partial sum per lane
     and parameter, so the lane loops vectorize without reassociating a sum)
@@ -60,7 +60,7 @@ def _mlp_tile(t, C, coff, ri, rw, fr, fc, st, theta, layers, channels, target, s
     n = sel.shape[0]
     nl = layers.shape[0]
     P = theta.shape[0]
-    LS = coff.shape[1] * st.shape[0]
+    F = ft.shape[0]
     ncols = fc.shape[0]
     maxw = _max_width(layers)
     scale = np.float32(2.0 / (n * channels))
@@ -80,7 +80,7 @@ def _mlp_tile(t, C, coff, ri, rw, fr, fc, st, theta, layers, channels, target, s
         if nb >= MIN_RUN:
             # A run of consecutive pixels on one row: the row taps are shared.
             r0 = sel[s0] // width
-            _row_features(C, coff, ncols, ri, rw, fr, fc, st, r0, sel[s0] - r0 * width, nb,
+            _row_features(C, coff, ncols, ri, rw, fr, fc, ft, r0, sel[s0] - r0 * width, nb,
                           Hb[0])
         else:
             nb = min(BLOCK, end - s0)
@@ -88,7 +88,7 @@ def _mlp_tile(t, C, coff, ri, rw, fr, fc, st, theta, layers, channels, target, s
                 p = sel[s0 + b]
                 rows[b] = p // width
                 cols[b] = p - rows[b] * width
-            _features_block(C, coff, ncols, ri, rw, fr, fc, st, rows, cols, nb, Hb[0])
+            _features_block(C, coff, ncols, ri, rw, fr, fc, ft, rows, cols, nb, Hb[0])
         _mlp_forward_block(theta, layers, Hb, Zb, nb)
         # d loss / d output (YCoCg): transpose of the colour transform.
         for b in range(nb):
@@ -167,7 +167,7 @@ def _mlp_tile(t, C, coff, ri, rw, fr, fc, st, theta, layers, channels, target, s
                     for b in range(nb):
                         dz[b] = dh[b] if z[b] > 0.0 else np.float32(0.0)
             pend = wb
-        for f in range(LS):
+        for f in range(F):
             for b in range(nb):
                 dfeat[f, s0 + b] = dH[f, b]
         s0 += nb
@@ -198,7 +198,7 @@ def _run_length(sel, s0, end, width):
 
 
 @pjit
-def _mlp_grad(C, coff, ri, rw, fr, fc, st, theta, layers, channels, target, sel, width,
+def _mlp_grad(C, coff, ri, rw, fr, fc, ft, theta, layers, channels, target, sel, width,
               gbuf, lbuf, dfeat, bounds, q, offsets, dims, table, tail):
     """Forward and backward over the selected pixels, and the rate walk.
 
@@ -213,7 +213,7 @@ def _mlp_grad(C, coff, ri, rw, fr, fc, st, theta, layers, channels, target, sel,
         if k == 0 and table.shape[0]:
             tail[0] = _rate_table(q, offsets, dims, table)
         for t in range(bounds[k], bounds[k + 1]):
-            _mlp_tile(t, C, coff, ri, rw, fr, fc, st, theta, layers, channels, target, sel,
+            _mlp_tile(t, C, coff, ri, rw, fr, fc, ft, theta, layers, channels, target, sel,
                       width, gbuf, lbuf, dfeat)
 
 
@@ -255,10 +255,11 @@ def _row_starts(sel, width, height):
 
 
 @pjit
-def _grid_grad_rows(dfeat, sel, starts, ci, cw, st, dims, width, toff, tmp):
-    """Row pass of the back-projection, every grid and stencil point at once.
+def _grid_grad_rows(dfeat, sel, starts, ci, cw, ft, dims, width, toff, tmp):
+    """Row pass of the back-projection, every grid feature at once.
 
-    For feature ``f = lev * S + s`` and image row ``y``:
+    For grid feature ``f`` (grid ``lev = ft[f, 0]``, column shift
+    ``tc = ft[f, 2]``) and image row ``y``:
     ``tmp[toff[f] + y * wk + b] = sum cw[tc, lev, x, t] * dfeat[f, k]`` over the
     selected pixels ``sel[k] = (y, x)`` of the row (``sel[starts[y]:starts[y+1]]``,
     in order) and ``t`` with ``ci[tc, lev, x, t] == b``. One parallel
@@ -267,16 +268,15 @@ def _grid_grad_rows(dfeat, sel, starts, ci, cw, st, dims, width, toff, tmp):
     without selected pixels are left as they are: :func:`_grid_grad_cols`
     skips them.
     """
-    S = st.shape[0]
-    F = dims.shape[0] * S
+    F = ft.shape[0]
     H = starts.shape[0] - 1
     for job in prange(F * H):
         y = job // F
         if starts[y] == starts[y + 1]:
             continue
         f = job - y * F
-        lev = f // S
-        tc = st[f - lev * S, 1]
+        lev = ft[f, 0]
+        tc = ft[f, 2]
         wk = dims[lev, 1]
         row = tmp[toff[f] + y * wk: toff[f] + (y + 1) * wk]
         for b in range(wk):
@@ -291,19 +291,20 @@ def _grid_grad_rows(dfeat, sel, starts, ci, cw, st, dims, width, toff, tmp):
 
 
 @pjit
-def _grid_grad_cols(tmp, toff, ri, rw, st, dims, offsets, starts, out):
+def _grid_grad_cols(tmp, toff, ri, rw, ft, dims, offsets, starts, out):
     """Column pass: ``out[grid lev][a, b] = sum rw[tr, lev, y, t] * tmp_f[y, b]``.
 
-    Summed over the stencil points ``s`` of the grid (``f = lev * S + s``),
-    then the rows ``y`` and taps ``t`` with ``ri[tr, lev, y, t] == a``, all
-    ascending. One parallel iteration per grid row ``(lev, a)``; it adds
-    whole rows of ``tmp`` (a vectorized loop). The rows reaching ``a`` are a
-    contiguous range, as ``ri`` grows with ``y``. Image rows without
-    selected pixels (``starts[y] == starts[y + 1]``) are zero and skipped:
-    adding their zeros would not change a sum (the taps' weights are not
-    negative, so no term is -0.0).
+    Summed over the grid's features ``f`` (those with ``ft[f, 0] == lev``,
+    row shift ``tr = ft[f, 1]``) in ascending order, then the rows ``y`` and
+    taps ``t`` with ``ri[tr, lev, y, t] == a``, all ascending. One parallel
+    iteration per grid row ``(lev, a)``; it adds whole rows of ``tmp`` (a
+    vectorized loop). The rows reaching ``a`` are a contiguous range, as
+    ``ri`` grows with ``y``. Image rows without selected pixels
+    (``starts[y] == starts[y + 1]``) are zero and skipped: adding their zeros
+    would not change a sum (the taps' weights are not negative, so no term
+    is -0.0).
     """
-    S = st.shape[0]
+    F = ft.shape[0]
     H = ri.shape[2]
     rows_before = _rows_before(dims)
     for job in prange(rows_before[-1]):
@@ -312,9 +313,10 @@ def _grid_grad_cols(tmp, toff, ri, rw, st, dims, offsets, starts, out):
         dst = out[offsets[lev] + a * wk: offsets[lev] + (a + 1) * wk]
         for b in range(wk):
             dst[b] = 0.0
-        for s in range(S):
-            tr = st[s, 0]
-            f = lev * S + s
+        for f in range(F):
+            if ft[f, 0] != lev:
+                continue
+            tr = ft[f, 1]
             # First row whose taps reach a (ri is non-decreasing in y).
             y = 0
             while y < H and ri[tr, lev, y, 3] < a:
@@ -341,15 +343,15 @@ def latent_grad(dfeat, sel, taps, offsets, dims, width, out):
     in a fixed order.
     """
     height = taps.ri.shape[2]
-    S = taps.st.shape[0]
+    ft = taps.ft
     starts = _row_starts(sel, width, height)
-    F = dims.shape[0] * S
+    F = ft.shape[0]
     toff = np.zeros(F + 1, np.int64)
-    toff[1:] = np.cumsum(np.repeat(dims[:, 1], S) * height)
+    toff[1:] = np.cumsum(dims[ft[:, 0], 1] * height)
     tmp = np.empty(int(toff[-1]), np.float64)
     if F:
-        _grid_grad_rows(dfeat, sel, starts, taps.ci, taps.cw, taps.st, dims, width, toff, tmp)
-        _grid_grad_cols(tmp, toff, taps.ri, taps.rw, taps.st, dims, offsets, starts, out)
+        _grid_grad_rows(dfeat, sel, starts, taps.ci, taps.cw, ft, dims, width, toff, tmp)
+        _grid_grad_cols(tmp, toff, taps.ri, taps.rw, ft, dims, offsets, starts, out)
     else:
         out[:] = 0.0
 
