@@ -100,8 +100,9 @@ DEFAULT_STENCIL = 2
 #: inputs' weights cost more than they buy: -0.093 dB at 1 KiB on the first
 #: 10 Kodak images (3 gaining; rd-stencil2-1k10-kodak.*). Where the finest
 #: grid is 1:1 (from FULL_GRID_BPP on) the four samples are of a grid as large
-#: as the image: encode time x1.13 (kodim04 at 16 KiB, where the encode is
-#: already near the 2-minute mark), measured on that image only (-0.09 dB).
+#: as the image: -0.15 dB at 16 KiB on the first 8 Kodak images (2 gaining;
+#: rd-stencil2-16k8-kodak.*), encode time x1.13 (kodim04), where the encode is
+#: already near the 2-minute mark.
 PLAIN_STENCIL = 0
 STENCIL_MIN_BPP = 0.03
 #: Coarsest levels that carry two extra (chroma-like) grids, colour images.
