@@ -55,14 +55,17 @@ def main(argv=None) -> int:
     path = B.image_path(args.name, args.images)
     img = B.load_image(path)
     encoder.encode_stats(np.zeros((16, 16, 3), np.uint8), budget=200, preset="fast", steps=2)
+
     def name(v):
         return f"{v} steps" if args.steps else f"stencil {v}"
 
     times = {v: [] for v in values}
     for run in range(args.runs):
         for v in values:
-            kw = {"steps": v} if args.steps else {}
-            if args.stencils:
+            kw = {}
+            if args.steps:
+                kw["steps"] = v
+            else:
                 encoder.DEFAULT_STENCIL = encoder.PLAIN_STENCIL = v
             t0 = time.perf_counter()
             data, st = encoder.encode_stats(img, budget=args.budget, preset=args.preset, **kw)

@@ -253,10 +253,11 @@ def column_pass(lat: np.ndarray, offsets: np.ndarray, dims: np.ndarray, taps: "T
     """
     T, L, ncols = taps.cw.shape[0], dims.shape[0], taps.cw.shape[2]
     coff = np.full((T, L), -1, np.int64)
+    read = {(int(tc), int(lev)) for lev, _, tc in taps.ft}
     pos = 0
     for t in range(T):
         for lev in range(L):
-            if np.any((taps.ft[:, 0] == lev) & (taps.ft[:, 2] == t)):
+            if (t, lev) in read:
                 coff[t, lev] = pos
                 pos += int(dims[lev, 0]) * ncols
     C = np.empty(pos, np.float32)
