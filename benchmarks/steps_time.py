@@ -1,6 +1,7 @@
-"""What do more training steps, or another sampling stencil, cost? Time whole
-encodes of one image at two step counts of a preset, or with two stencils,
-alternating, in one process.
+"""What do more training steps, another sampling stencil or another finest
+grid cost? Time whole encodes of one image at two step counts of a preset,
+with two stencils or with two thresholds of the 1:1 finest grid, alternating,
+in one process.
 
 Alternating the two settings run by run puts both under the same machine
 load, so their ratio is what the change costs even where the machine's speed
@@ -9,10 +10,13 @@ of the file) and the medians and their ratio.
 
     python benchmarks/steps_time.py kodim23 --budget 8k --preset default --steps 2400,3600 --runs 3
     python benchmarks/steps_time.py kodim23 --budget 8k --stencils 0,2 --runs 3
+    python benchmarks/steps_time.py kodim01 --budget 16k --full-grid 0.25,1 --runs 2
 
 ``--stencils`` sets the stencil the encoder picks at every rate
 (``encoder.DEFAULT_STENCIL`` and ``PLAIN_STENCIL``), with the preset's
-own step count.
+own step count. ``--full-grid`` sets the bits per pixel from which every
+image's finest grid is 1:1 (``encoder.FULL_GRID_BPP`` and
+``BUSY_FULL_GRID_BPP``; stencil 2 below it).
 
 Images are names in ``--images`` (without ``.png``) or paths; the first
 encode of a tiny image compiles the kernels outside the timings.
@@ -44,11 +48,14 @@ def main(argv=None) -> int:
     what = ap.add_mutually_exclusive_group(required=True)
     what.add_argument("--steps", help="two step counts, e.g. 2400,3600")
     what.add_argument("--stencils", help="two sampling stencils, e.g. 0,2")
+    what.add_argument("--full-grid", help="two thresholds of the 1:1 finest grid in bpp, e.g. 0.25,1")
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args(argv)
-    values = [int(v) for v in (args.steps or args.stencils).split(",")]
+    kind = float if args.full_grid else int
+    values = [kind(v) for v in (args.steps or args.stencils or args.full_grid).split(",")]
     if len(values) != 2 or min(values) < (1 if args.steps else 0) or args.runs < 1:
-        ap.error("--steps takes two positive counts, --stencils two stencils, --runs at least 1")
+        ap.error("--steps takes two positive counts, --stencils two stencils, --full-grid two "
+                 "thresholds, --runs at least 1")
     import_nncodec()  # the installed package, else the repo's src/
     import numpy as np
     from nncodec import encoder
@@ -57,7 +64,8 @@ def main(argv=None) -> int:
     encoder.encode_stats(np.zeros((16, 16, 3), np.uint8), budget=200, preset="fast", steps=2)
 
     def name(v):
-        return f"{v} steps" if args.steps else f"stencil {v}"
+        return (f"{v} steps" if args.steps else f"stencil {v}" if args.stencils
+                else f"1:1 from {v} bpp")
 
     times = {v: [] for v in values}
     for run in range(args.runs):
@@ -65,8 +73,10 @@ def main(argv=None) -> int:
             kw = {}
             if args.steps:
                 kw["steps"] = v
-            else:
+            elif args.stencils:
                 encoder.DEFAULT_STENCIL = encoder.PLAIN_STENCIL = v
+            else:
+                encoder.FULL_GRID_BPP = encoder.BUSY_FULL_GRID_BPP = v
             t0 = time.perf_counter()
             data, st = encoder.encode_stats(img, budget=args.budget, preset=args.preset, **kw)
             times[v].append(time.perf_counter() - t0)

@@ -317,6 +317,67 @@ def test_choose_spec_grows_with_budget():
     assert full.level_dims()[0] == (512, 768) and full.n_levels == 7
 
 
+def test_detail_psnr():
+    # Every 2 x 2 block holds 0 and 255 twice: its mean is 127.5 and every
+    # pixel is 127.5 off it, 6.02 dB in every tile.
+    checker = (np.indices((6, 8)).sum(axis=0) % 2 * 255).astype(np.uint8)[:, :, None]
+    assert encoder.detail_psnr(checker) == pytest.approx(10 * math.log10(4.0), abs=1e-9)
+    # Constant 2 x 2 blocks carry no finer detail (a tile's PSNR is capped);
+    # an odd last row and column are left out; an image without a 2 x 2
+    # block has no detail either.
+    cap = encoder.DETAIL_CAP
+    blocks = np.kron(np.arange(12, dtype=np.uint8).reshape(3, 4) * 20, np.ones((2, 2), np.uint8))
+    odd = np.zeros((7, 9, 3), np.uint8)
+    odd[:6, :8] = blocks[:, :, None]
+    odd[6, :], odd[:, 8] = 255, 0
+    assert encoder.detail_psnr(odd) == cap
+    assert encoder.detail_psnr(np.zeros((1, 9, 3), np.uint8)) == cap
+    # Tiles count alike, whatever their detail's energy: half the tiles busy
+    # and half flat give the mean of the two PSNRs, not the PSNR of the mean
+    # error.
+    t = encoder.DETAIL_TILE
+    half = np.zeros((2 * t, 4 * t, 1), np.uint8)
+    half[:, :2 * t] = (np.indices((2 * t, 2 * t)).sum(axis=0) % 2 * 255)[:, :, None]
+    assert encoder.detail_psnr(half) == pytest.approx((10 * math.log10(4.0) + cap) / 2)
+    # Taller than a band, with partial tiles at the edges: each tile's PSNR
+    # from its own blocks.
+    rng = np.random.default_rng(5)
+    img = (rng.integers(0, 256, (1101, 45, 3)) * rng.random((1101, 45, 1)) ** 3).astype(np.uint8)
+    a = img[:1100, :44].astype(np.float64)
+    psnrs = []
+    for y in range(0, 1100, t):
+        for x in range(0, 44, t):
+            b = a[y:y + t, x:x + t]
+            b = b.reshape(b.shape[0] // 2, 2, b.shape[1] // 2, 2, 3)
+            mse = max(np.square(b - b.mean(axis=(1, 3), keepdims=True)).mean(),
+                      255.0 ** 2 * 10 ** (-cap / 10))
+            psnrs.append(10 * math.log10(255.0 ** 2 / mse))
+    assert encoder.detail_psnr(img) == pytest.approx(np.mean(psnrs), rel=1e-12)
+
+
+def test_busy_images_keep_the_finest_grid_at_half_resolution():
+    bpp = (encoder.FULL_GRID_BPP + encoder.BUSY_FULL_GRID_BPP) / 2
+    budget = int(bpp * 768 * 512 / 8)
+    busy, smooth = encoder.BUSY_DETAIL_PSNR - 1.0, encoder.BUSY_DETAIL_PSNR + 1.0
+    for detail, first, stencil in ((None, 0, encoder.PLAIN_STENCIL),
+                                   (smooth, 0, encoder.PLAIN_STENCIL),
+                                   (busy, 1, encoder.DEFAULT_STENCIL)):
+        s = encoder.choose_spec(768, 512, 3, budget, detail=detail)
+        assert (s.first_level, s.stencil) == (first, stencil), detail
+    edge = int(encoder.BUSY_FULL_GRID_BPP * 768 * 512 / 8)
+    assert encoder.choose_spec(768, 512, 3, edge - 8, detail=busy).first_level == 1
+    assert encoder.choose_spec(768, 512, 3, edge + 8, detail=busy).first_level == 0
+    # The encoder measures the image: noise is busy, a gradient smooth.
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 256, (48, 64, 3)).astype(np.uint8)
+    ramp = np.broadcast_to(np.linspace(0, 255, 64).astype(np.uint8)[None, :, None],
+                           (48, 64, 3)).copy()
+    budget = int(bpp * 64 * 48 / 8)
+    firsts = [encode_stats(img, budget=budget, preset="fast", steps=2)[1].spec.first_level
+              for img in (noise, ramp)]
+    assert firsts == [1, 0]
+
+
 # ---------------------------------------------------------------------------
 # Stencils and the rate proxy of the hard (straight-through) phase.
 

@@ -2,7 +2,8 @@
 
 Pipeline (see README, "How it works"):
 
-1. :func:`choose_spec` picks grids and MLP size from the bits per pixel.
+1. :func:`choose_spec` picks grids and MLP size from the bits per pixel (and
+   the finest grid also from how busy the image is, :func:`detail_psnr`).
 2. :class:`Trainer` minimises ``MSE + lambda * bits / pixels`` with Adam:
    first with soft rounding plus uniform noise on the latents (the
    temperature falls as training goes), then with straight-through
@@ -86,20 +87,38 @@ PRESETS = {
 #: Fraction of the budget the rate controller aims for during training; the
 #: final dead-zone search makes up the difference.
 FILL_TARGET = 0.98
-#: Bits per pixel from which the finest latent grid has one cell per pixel.
+#: Bits per pixel from which the finest latent grid has one cell per pixel
+#: (:func:`full_grid_bpp`), on images of ordinary detail.
 FULL_GRID_BPP = 0.25
+#: Busy images, whose :func:`detail_psnr` is below BUSY_DETAIL_PSNR, keep the
+#: finest grid at 1:2 (sampled at five points) up to BUSY_FULL_GRID_BPP: a 1:1
+#: grid has more latents than their bytes pay for. At 16 KiB (0.33 bpp) on
+#: the 24 Kodak images, the 1:2 grid with stencil 2 against the 1:1 grid
+#: (benchmarks/results/rd-half16-kodak.*) gained on the four busiest (detail
+#: 25.3 to 27.1 dB: kodim08 +0.34, kodim13 +0.06, kodim01 +0.72, kodim05
+#: +0.36) and lost 0.35 dB on average on the other 20 (29.8 to 39.0 dB, 4
+#: gaining); the threshold sits in that gap. At 32 KiB (0.67 bpp) the 1:1
+#: grid wins on the busy images too (kodim01 +0.11, kodim08 +0.66, kodim13
+#: +1.19; rd-full32-busy-kodak.*, rd-half32-busy-kodak.*): interpolated in
+#: log bpp, the two break even near 0.43 bpp.
+BUSY_DETAIL_PSNR = 28.5
+BUSY_FULL_GRID_BPP = 0.4
+#: :func:`detail_psnr`'s tile side in pixels and its cap on a tile's PSNR.
+DETAIL_TILE = 16
+DETAIL_CAP = 45.0
 #: Grid sampling stencil of the grid model (field.STENCILS) from
-#: STENCIL_MIN_BPP up to FULL_GRID_BPP: 2, the finest grid (1:4 or 1:2 there)
-#: also sampled one coded pixel left, right, up and down. On the 24 Kodak
-#: images against the 0.13 records (benchmarks/results/rd-stencil2-*-kodak.*):
-#: +0.086 dB at 2 KiB (finest grid 1:4; 14 images gaining), +0.117 at 4 KiB
-#: (1:2; 16 gaining), +0.241 at 8 KiB (1:2; 23 gaining). Stencil 1 (every
-#: grid at five points) lost 0.075 dB at 8 KiB (12 images).
+#: STENCIL_MIN_BPP on, wherever the finest grid is coarser than the pixels:
+#: 2, the finest grid (1:4 or 1:2) also sampled one coded pixel left, right,
+#: up and down. On the 24 Kodak images against the 0.13 records
+#: (benchmarks/results/rd-stencil2-*-kodak.*): +0.086 dB at 2 KiB (finest
+#: grid 1:4; 14 images gaining), +0.117 at 4 KiB (1:2; 16 gaining), +0.241
+#: at 8 KiB (1:2; 23 gaining). Stencil 1 (every grid at five points) lost
+#: 0.075 dB at 8 KiB (12 images).
 DEFAULT_STENCIL = 2
 #: The stencil elsewhere. Below STENCIL_MIN_BPP (8 hidden units) the four
 #: inputs' weights cost more than they buy: -0.093 dB at 1 KiB on the first
 #: 10 Kodak images (3 gaining; rd-stencil2-1k10-kodak.*). Where the finest
-#: grid is 1:1 (from FULL_GRID_BPP on) the four samples are of a grid as large
+#: grid is 1:1 (from full_grid_bpp on) the four samples are of a grid as large
 #: as the image: -0.15 dB at 16 KiB on the first 8 Kodak images (2 gaining;
 #: rd-stencil2-16k8-kodak.*), encode time x1.13 (kodim04), where the encode is
 #: already near the 2-minute mark.
@@ -253,8 +272,56 @@ def parse_budget(budget) -> int:
     return n
 
 
-def choose_spec(width: int, height: int, channels: int, budget: int, model: str = "grid") -> ModelSpec:
-    """Pick the architecture for an image and a byte budget."""
+def detail_psnr(img: np.ndarray) -> float:
+    """How busy an image is: the mean over its tiles of DETAIL_TILE pixels of
+    each tile's PSNR (dB, at most DETAIL_CAP) against its 2 x 2 block means.
+
+    The error is the detail finer than a grid of one cell per 2 x 2 pixels,
+    which only a 1:1 finest grid carries. Averaging the tiles' decibels, not
+    their errors, counts what coding the detail costs, which grows as the
+    log of its energy in each region (reverse water-filling): a few busy
+    tiles in a smooth image move it little. On the Kodak images it runs from
+    25 dB (kodim08, kodim13) to 39 (kodim23). An odd last row or
+    column is left out; DETAIL_CAP for an image without a 2 x 2 block.
+    """
+    h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
+    if not h or not w:
+        return DETAIL_CAP
+    t = DETAIL_TILE // 2  # tile side in 2 x 2 blocks
+    floor = 255.0 ** 2 * 10.0 ** (-DETAIL_CAP / 10.0)
+    cols = np.arange(0, w // 2, t)
+    total = 0.0
+    tiles = 0
+    for y in range(0, h, 32 * DETAIL_TILE):  # bands: bounded memory on large images
+        a = img[y:min(y + 32 * DETAIL_TILE, h), :w].astype(np.float64)
+        a = a.reshape(a.shape[0] // 2, 2, w // 2, 2, -1)
+        # Squared error of each 2 x 2 block against its mean, summed over channels.
+        e = np.square(a - a.mean(axis=(1, 3), keepdims=True)).sum(axis=(1, 3, 4))
+        rows = np.arange(0, e.shape[0], t)
+        sums = np.add.reduceat(np.add.reduceat(e, rows, axis=0), cols, axis=1)
+        n = np.outer(np.diff(np.append(rows, e.shape[0])), np.diff(np.append(cols, w // 2)))
+        mse = np.maximum(sums / (n * 4 * img.shape[2]), floor)
+        total += float((10.0 * np.log10(255.0 ** 2 / mse)).sum())
+        tiles += mse.size
+    return total / tiles
+
+
+def full_grid_bpp(detail: float | None) -> float:
+    """Bits per pixel from which the finest grid is 1:1, for an image whose
+    :func:`detail_psnr` is ``detail`` (None: ordinary detail)."""
+    if detail is not None and detail < BUSY_DETAIL_PSNR:
+        return BUSY_FULL_GRID_BPP
+    return FULL_GRID_BPP
+
+
+def choose_spec(width: int, height: int, channels: int, budget: int, model: str = "grid",
+                detail: float | None = None) -> ModelSpec:
+    """Pick the architecture for an image and a byte budget.
+
+    ``detail`` is the image's :func:`detail_psnr` (None: ordinary detail);
+    it moves the bits per pixel at which the finest grid becomes 1:1
+    (:func:`full_grid_bpp`).
+    """
     bpp = budget * 8.0 / (width * height)
     if model == "mlp":
         # The original experiment: Fourier features of (x, y) into an MLP.
@@ -271,12 +338,13 @@ def choose_spec(width: int, height: int, channels: int, budget: int, model: str 
     if model != "grid":
         raise InputError(f"unknown model {model!r}: use 'grid' or 'mlp'")
     # Finest grid 1:4, 1:2 or 1:1. 1:1 from FULL_GRID_BPP on: on Kodak it
-    # gains over 1:2 0.84 dB at 0.33 bpp (24 images), 0.29 dB at 0.25 bpp
-    # (9 images) and 0.08 dB at 0.17 bpp (4 images), for 60-70% more encode
-    # time.
+    # gained over 1:2 (both sampled at the point, in an early version) 0.84 dB
+    # at 0.33 bpp (24 images), 0.29 dB at 0.25 bpp (9 images) and 0.08 dB at
+    # 0.17 bpp (4 images), for 60-70% more encode time; busy images from
+    # BUSY_FULL_GRID_BPP on (see there).
     if bpp < 0.08:
         first = 2
-    elif bpp < FULL_GRID_BPP:
+    elif bpp < full_grid_bpp(detail):
         first = 1
     else:
         first = 0
@@ -305,7 +373,7 @@ def choose_spec(width: int, height: int, channels: int, budget: int, model: str 
         width_h = 24
     chroma = LOW_RATE_CHROMA if bpp < LOW_RATE_CHROMA_BPP else DEFAULT_CHROMA
     n_chroma = min(n_levels, chroma) if channels == 3 else 0
-    stencil = DEFAULT_STENCIL if STENCIL_MIN_BPP <= bpp < FULL_GRID_BPP else PLAIN_STENCIL
+    stencil = DEFAULT_STENCIL if STENCIL_MIN_BPP <= bpp and first > 0 else PLAIN_STENCIL
     return ModelSpec(width, height, channels, n_levels, first, 0, hidden, width_h,
                      stencil=stencil, n_chroma=n_chroma)
 
@@ -975,7 +1043,7 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
             + (f", {len(metadata)} of them metadata" if metadata else ""), minimum=floor_bytes)
     # Metadata take their bytes off the top: the model gets the rest.
     model_bytes = nbytes - len(metadata)
-    spec = choose_spec(w, h, c, model_bytes, model)
+    spec = choose_spec(w, h, c, model_bytes, model, detail_psnr(img))
     # Shrink the model until its weights alone fit comfortably.
     while True:
         n_layers = spec.n_hidden + 1
