@@ -15,8 +15,8 @@ of the file) and the medians and their ratio.
 ``--stencils`` sets the stencil the encoder picks at every rate
 (``encoder.DEFAULT_STENCIL`` and ``PLAIN_STENCIL``), with the preset's
 own step count. ``--full-grid`` sets the bits per pixel from which every
-image's finest grid is 1:1 (``encoder.FULL_GRID_BPP`` and
-``BUSY_FULL_GRID_BPP``; stencil 2 below it).
+image's finest grid is 1:1 (``encoder.FULL_GRID_BPP``, with
+``BUSY_BPP_SCALE`` 1; stencil 2 below it).
 
 Images are names in ``--images`` (without ``.png``) or paths; the first
 encode of a tiny image compiles the kernels outside the timings.
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
             elif args.stencils:
                 encoder.DEFAULT_STENCIL = encoder.PLAIN_STENCIL = v
             else:
-                encoder.FULL_GRID_BPP = encoder.BUSY_FULL_GRID_BPP = v
+                encoder.FULL_GRID_BPP, encoder.BUSY_BPP_SCALE = v, 1.0
             t0 = time.perf_counter()
             data, st = encoder.encode_stats(img, budget=args.budget, preset=args.preset, **kw)
             times[v].append(time.perf_counter() - t0)

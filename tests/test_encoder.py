@@ -355,24 +355,32 @@ def test_detail_psnr():
     assert encoder.detail_psnr(img) == pytest.approx(np.mean(psnrs), rel=1e-12)
 
 
-def test_busy_images_keep_the_finest_grid_at_half_resolution():
-    bpp = (encoder.FULL_GRID_BPP + encoder.BUSY_FULL_GRID_BPP) / 2
-    budget = int(bpp * 768 * 512 / 8)
+def test_busy_images_get_a_coarser_finest_grid():
     busy, smooth = encoder.BUSY_DETAIL_PSNR - 1.0, encoder.BUSY_DETAIL_PSNR + 1.0
-    for detail, first, stencil in ((None, 0, encoder.PLAIN_STENCIL),
-                                   (smooth, 0, encoder.PLAIN_STENCIL),
-                                   (busy, 1, encoder.DEFAULT_STENCIL)):
-        s = encoder.choose_spec(768, 512, 3, budget, detail=detail)
-        assert (s.first_level, s.stencil) == (first, stencil), detail
-    edge = int(encoder.BUSY_FULL_GRID_BPP * 768 * 512 / 8)
-    assert encoder.choose_spec(768, 512, 3, edge - 8, detail=busy).first_level == 1
-    assert encoder.choose_spec(768, 512, 3, edge + 8, detail=busy).first_level == 0
+    k = encoder.BUSY_BPP_SCALE
+    assert k > 1
+    # Each threshold (1:4 -> 1:2, 1:2 -> 1:1) is BUSY_BPP_SCALE times higher
+    # for busy images.
+    for t, level in ((encoder.HALF_GRID_BPP, 1), (encoder.FULL_GRID_BPP, 0)):
+        for detail, scale in ((None, 1.0), (smooth, 1.0), (busy, k)):
+            assert encoder.finest_level(t * scale * 0.99, detail) == level + 1, (t, detail)
+            assert encoder.finest_level(t * scale * 1.01, detail) == level, (t, detail)
+    # choose_spec: the stencil follows the grid (five points unless 1:1).
+    for t in (encoder.HALF_GRID_BPP, encoder.FULL_GRID_BPP):
+        budget = int(t * (1 + k) / 2 * 768 * 512 / 8)
+        a = encoder.choose_spec(768, 512, 3, budget, detail=smooth)
+        b = encoder.choose_spec(768, 512, 3, budget, detail=busy)
+        assert b.first_level == a.first_level + 1
+        assert b.stencil == encoder.DEFAULT_STENCIL
+        assert a.stencil == (encoder.PLAIN_STENCIL if a.first_level == 0
+                             else encoder.DEFAULT_STENCIL)
+        assert encoder.choose_spec(768, 512, 3, budget) == a
     # The encoder measures the image: noise is busy, a gradient smooth.
     rng = np.random.default_rng(1)
     noise = rng.integers(0, 256, (48, 64, 3)).astype(np.uint8)
     ramp = np.broadcast_to(np.linspace(0, 255, 64).astype(np.uint8)[None, :, None],
                            (48, 64, 3)).copy()
-    budget = int(bpp * 64 * 48 / 8)
+    budget = int(encoder.FULL_GRID_BPP * (1 + k) / 2 * 64 * 48 / 8)
     firsts = [encode_stats(img, budget=budget, preset="fast", steps=2)[1].spec.first_level
               for img in (noise, ramp)]
     assert firsts == [1, 0]

@@ -87,22 +87,30 @@ PRESETS = {
 #: Fraction of the budget the rate controller aims for during training; the
 #: final dead-zone search makes up the difference.
 FILL_TARGET = 0.98
-#: Bits per pixel from which the finest latent grid has one cell per pixel
-#: (:func:`full_grid_bpp`), on images of ordinary detail.
+#: Bits per pixel from which the finest latent grid is 1:2 (1:4 below) and
+#: from which it is 1:1, on images of ordinary detail (:func:`finest_level`).
+HALF_GRID_BPP = 0.08
 FULL_GRID_BPP = 0.25
-#: Busy images, whose :func:`detail_psnr` is below BUSY_DETAIL_PSNR, keep the
-#: finest grid at 1:2 (sampled at five points) up to BUSY_FULL_GRID_BPP: a 1:1
-#: grid has more latents than their bytes pay for. At 16 KiB (0.33 bpp) on
-#: the 24 Kodak images, the 1:2 grid with stencil 2 against the 1:1 grid
+#: Busy images, whose :func:`detail_psnr` is below BUSY_DETAIL_PSNR, get
+#: both thresholds BUSY_BPP_SCALE times higher: 1:2 from 0.128 bpp, 1:1 from
+#: 0.4. Their detail is dear, so a finer grid has more latents than their
+#: bytes pay for. On the Kodak images (0.15; the finest grid one step
+#: coarser than the ordinary rule's, stencil 2 wherever it is coarser than
+#: the pixels): at 16 KiB (0.33 bpp) the 1:2 grid against the 1:1 grid
 #: (benchmarks/results/rd-half16-kodak.*) gained on the four busiest (detail
 #: 25.3 to 27.1 dB: kodim08 +0.34, kodim13 +0.06, kodim01 +0.72, kodim05
 #: +0.36) and lost 0.35 dB on average on the other 20 (29.8 to 39.0 dB, 4
 #: gaining); the threshold sits in that gap. At 32 KiB (0.67 bpp) the 1:1
 #: grid wins on the busy images too (kodim01 +0.11, kodim08 +0.66, kodim13
 #: +1.19; rd-full32-busy-kodak.*, rd-half32-busy-kodak.*): interpolated in
-#: log bpp, the two break even near 0.43 bpp.
+#: log bpp, the two break even near 0.43 bpp. At 4 KiB (0.083 bpp) the 1:4
+#: grid against the 1:2 grid gained +0.10 to +0.32 on the same four busy
+#: images (rd-coarse4k-busy-kodak.*) and lost on the three next-busiest
+#: (kodim06 -0.23, kodim14 -0.03, kodim18 +0.00; rd-coarse4k-mid-kodak.*); at
+#: 8 KiB (0.17 bpp) it lost 0.16 on the busy four (kodim13 -0.57, the others
+#: -0.04 to +0.03; rd-coarse8k-busy-kodak.*): break-even near 0.125 bpp.
 BUSY_DETAIL_PSNR = 28.5
-BUSY_FULL_GRID_BPP = 0.4
+BUSY_BPP_SCALE = 1.6
 #: :func:`detail_psnr`'s tile side in pixels and its cap on a tile's PSNR.
 DETAIL_TILE = 16
 DETAIL_CAP = 45.0
@@ -118,7 +126,7 @@ DEFAULT_STENCIL = 2
 #: The stencil elsewhere. Below STENCIL_MIN_BPP (8 hidden units) the four
 #: inputs' weights cost more than they buy: -0.093 dB at 1 KiB on the first
 #: 10 Kodak images (3 gaining; rd-stencil2-1k10-kodak.*). Where the finest
-#: grid is 1:1 (from full_grid_bpp on) the four samples are of a grid as large
+#: grid is 1:1 (finest_level 0) the four samples are of a grid as large
 #: as the image: -0.15 dB at 16 KiB on the first 8 Kodak images (2 gaining;
 #: rd-stencil2-16k8-kodak.*), encode time x1.13 (kodim04), where the encode is
 #: already near the 2-minute mark.
@@ -277,7 +285,8 @@ def detail_psnr(img: np.ndarray) -> float:
     each tile's PSNR (dB, at most DETAIL_CAP) against its 2 x 2 block means.
 
     The error is the detail finer than a grid of one cell per 2 x 2 pixels,
-    which only a 1:1 finest grid carries. Averaging the tiles' decibels, not
+    which only a 1:1 finest grid carries; it also tells how dear a 1:2 grid's
+    latents are (:func:`finest_level`). Averaging the tiles' decibels, not
     their errors, counts what coding the detail costs, which grows as the
     log of its energy in each region (reverse water-filling): a few busy
     tiles in a smooth image move it little. On the Kodak images it runs from
@@ -306,12 +315,13 @@ def detail_psnr(img: np.ndarray) -> float:
     return total / tiles
 
 
-def full_grid_bpp(detail: float | None) -> float:
-    """Bits per pixel from which the finest grid is 1:1, for an image whose
-    :func:`detail_psnr` is ``detail`` (None: ordinary detail)."""
+def finest_level(bpp: float, detail: float | None = None) -> int:
+    """Level of the finest grid, 2 (1:4), 1 (1:2) or 0 (1:1), at ``bpp`` bits
+    per pixel for an image whose :func:`detail_psnr` is ``detail`` (None:
+    ordinary detail)."""
     if detail is not None and detail < BUSY_DETAIL_PSNR:
-        return BUSY_FULL_GRID_BPP
-    return FULL_GRID_BPP
+        bpp /= BUSY_BPP_SCALE
+    return 2 if bpp < HALF_GRID_BPP else 1 if bpp < FULL_GRID_BPP else 0
 
 
 def choose_spec(width: int, height: int, channels: int, budget: int, model: str = "grid",
@@ -319,8 +329,8 @@ def choose_spec(width: int, height: int, channels: int, budget: int, model: str 
     """Pick the architecture for an image and a byte budget.
 
     ``detail`` is the image's :func:`detail_psnr` (None: ordinary detail);
-    it moves the bits per pixel at which the finest grid becomes 1:1
-    (:func:`full_grid_bpp`).
+    it moves the bits per pixel at which the finest grid becomes finer
+    (:func:`finest_level`).
     """
     bpp = budget * 8.0 / (width * height)
     if model == "mlp":
@@ -337,17 +347,12 @@ def choose_spec(width: int, height: int, channels: int, budget: int, model: str 
         return ModelSpec(width, height, channels, 0, 0, nf, 3, best)
     if model != "grid":
         raise InputError(f"unknown model {model!r}: use 'grid' or 'mlp'")
-    # Finest grid 1:4, 1:2 or 1:1. 1:1 from FULL_GRID_BPP on: on Kodak it
-    # gained over 1:2 (both sampled at the point, in an early version) 0.84 dB
-    # at 0.33 bpp (24 images), 0.29 dB at 0.25 bpp (9 images) and 0.08 dB at
-    # 0.17 bpp (4 images), for 60-70% more encode time; busy images from
-    # BUSY_FULL_GRID_BPP on (see there).
-    if bpp < 0.08:
-        first = 2
-    elif bpp < full_grid_bpp(detail):
-        first = 1
-    else:
-        first = 0
+    # Finest grid 1:4, 1:2 or 1:1. On ordinary images 1:1 from FULL_GRID_BPP
+    # on: on Kodak it gained over 1:2 (both sampled at the point, in an early
+    # version) 0.84 dB at 0.33 bpp (24 images), 0.29 dB at 0.25 bpp (9
+    # images) and 0.08 dB at 0.17 bpp (4 images), for 60-70% more encode
+    # time. Busy images later (BUSY_BPP_SCALE).
+    first = finest_level(bpp, detail)
     # Coarsest grid 1:64, but not smaller than about 2 cells per side.
     last = 6
     while last > first and (max(width, height) >> last) < 2:
