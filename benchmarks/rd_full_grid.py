@@ -30,33 +30,45 @@ sys.path.insert(0, str(HERE))
 import rd  # noqa: E402
 
 
+def patch(bpp: float | None = None, shift: int | None = None) -> None:
+    """Make every image's finest grid 1:1 from ``bpp`` bits per pixel on (1:2
+    with stencil 2 below), or ``shift`` levels coarser than the encoder picks."""
+    rd.import_nncodec()
+    from nncodec import encoder
+
+    if bpp is not None:
+        encoder.FULL_GRID_BPP, encoder.BUSY_BPP_SCALE = bpp, 1.0
+    if shift is None:
+        return
+    choose = encoder.choose_spec
+
+    def shifted(*a, **k):
+        spec = choose(*a, **k)
+        first = spec.first_level + shift
+        if not spec.n_levels or not 0 <= first < spec.first_level + spec.n_levels:
+            return spec
+        return dataclasses.replace(spec, first_level=first, n_levels=spec.n_levels - shift)
+
+    encoder.choose_spec = shifted
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=False)
-    what = ap.add_mutually_exclusive_group(required=True)
+    what = ap.add_mutually_exclusive_group()
     what.add_argument("--from", dest="bpp", type=float,
                       help="bits per pixel from which every image's finest grid is 1:1")
     what.add_argument("--shift", type=int,
                       help="make the finest grid this many levels coarser than the encoder's")
     args, rest = ap.parse_known_args(argv)
+    if args.bpp is None and args.shift is None:
+        if "-h" in rest or "--help" in rest:
+            ap.print_help()
+            print("\nEvery other argument goes to rd.py:\n")
+            return rd.main(["--help"])
+        ap.error("one of the arguments --from --shift is required")
     if args.bpp is not None and not args.bpp > 0:
         ap.error("--from takes a positive number of bits per pixel")
-    rd.import_nncodec()
-    from nncodec import encoder
-
-    if args.bpp is not None:
-        encoder.FULL_GRID_BPP, encoder.BUSY_BPP_SCALE = args.bpp, 1.0
-    else:
-        choose = encoder.choose_spec
-
-        def shifted(*a, **k):
-            spec = choose(*a, **k)
-            first = spec.first_level + args.shift
-            if not spec.n_levels or not 0 <= first < spec.first_level + spec.n_levels:
-                return spec
-            return dataclasses.replace(spec, first_level=first,
-                                       n_levels=spec.n_levels - args.shift)
-
-        encoder.choose_spec = shifted
+    patch(args.bpp, args.shift)
     return rd.main(rest)
 
 

@@ -13,10 +13,9 @@ of the file) and the medians and their ratio.
     python benchmarks/steps_time.py kodim01 --budget 16k --full-grid 0.25,1 --runs 2
 
 ``--stencils`` sets the stencil the encoder picks at every rate
-(``encoder.DEFAULT_STENCIL`` and ``PLAIN_STENCIL``), with the preset's
-own step count. ``--full-grid`` sets the bits per pixel from which every
-image's finest grid is 1:1 (``encoder.FULL_GRID_BPP``, with
-``BUSY_BPP_SCALE`` 1; stencil 2 below it).
+(``rd_stencil.patch``), with the preset's own step count. ``--full-grid``
+sets the bits per pixel from which every image's finest grid is 1:1
+(``rd_full_grid.patch``; stencil 2 below it).
 
 Images are names in ``--images`` (without ``.png``) or paths; the first
 encode of a tiny image compiles the kernels outside the timings.
@@ -37,6 +36,8 @@ sys.path.insert(0, str(HERE))
 
 import baselines as B  # noqa: E402
 from rd import import_nncodec  # noqa: E402
+from rd_full_grid import patch as force_full_grid  # noqa: E402
+from rd_stencil import patch as force_stencil  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -74,9 +75,9 @@ def main(argv=None) -> int:
             if args.steps:
                 kw["steps"] = v
             elif args.stencils:
-                encoder.DEFAULT_STENCIL = encoder.PLAIN_STENCIL = v
+                force_stencil(v, None)
             else:
-                encoder.FULL_GRID_BPP, encoder.BUSY_BPP_SCALE = v, 1.0
+                force_full_grid(bpp=v)
             t0 = time.perf_counter()
             data, st = encoder.encode_stats(img, budget=args.budget, preset=args.preset, **kw)
             times[v].append(time.perf_counter() - t0)

@@ -57,3 +57,28 @@ def test_rejects_a_bad_steps_list(load_benchmark):
         bench.main(["x.png", "--steps", "2400"])
     with pytest.raises(SystemExit):
         bench.main(["x.png", "--stencils", "0,2", "--steps", "1,2"])
+
+
+def test_alternates_two_full_grid_thresholds(load_benchmark, make_image, tmp_path, monkeypatch,
+                                             capsys):
+    bench = load_benchmark("steps_time")
+    path = tmp_path / "tiny.png"
+    Image.fromarray(make_image(96, 64, 3)).save(path)
+    monkeypatch.setattr(encoder, "FULL_GRID_BPP", encoder.FULL_GRID_BPP)
+    monkeypatch.setattr(encoder, "BUSY_BPP_SCALE", encoder.BUSY_BPP_SCALE)
+    seen = []
+    encode_stats = encoder.encode_stats
+
+    def spy(image, **kw):
+        data, st = encode_stats(image, **kw)
+        seen.append(st.spec.first_level)
+        return data, st
+
+    monkeypatch.setattr(encoder, "encode_stats", spy)
+    # 384 bytes for 96 x 64 pixels: 0.5 bpp, a 1:1 finest grid from 0.25 bpp
+    # on, 1:2 with the threshold at 1 bpp.
+    assert bench.main([str(path), "--preset", "fast", "--budget", "384", "--full-grid", "0.25,1",
+                       "--runs", "1"]) == 0
+    assert seen[1:] == [0, 1]
+    out = capsys.readouterr().out
+    assert "tiny 1:1 from 0.25 bpp, run 1" in out and "1:1 from 1.0 bpp" in out
