@@ -10,7 +10,8 @@ neighbours on the finest grid alone, the default since 0.14) was built. The
 estimate pays the full stencil's time and the zero weights' bits, which
 stencil 2 does not. ``--stencil N`` runs stencil N at every rate instead
 (the encoder picks stencil 2 from 0.03 bpp up to where the finest grid is
-1:1). Every other argument goes to ``rd.py``. The README's runs:
+1:1, stencil 3 from there on). Every other argument goes to ``rd.py``. The
+README's runs:
 
     python benchmarks/rd_stencil.py --codecs nncodec --budgets 8k --limit 12 --tag stencil1-8k-kodak
     python benchmarks/rd_stencil.py --finest 1 --codecs nncodec --budgets 8k --limit 12 \\
@@ -37,7 +38,7 @@ def patch(stencil: int, finest: int | None) -> None:
     rd.import_nncodec()
     from nncodec import encoder
 
-    encoder.DEFAULT_STENCIL = encoder.PLAIN_STENCIL = stencil
+    encoder.DEFAULT_STENCIL = encoder.FULL_GRID_STENCIL = encoder.PLAIN_STENCIL = stencil
     if finest is None:
         return
     init, step = encoder.Trainer.__init__, encoder.Trainer.step

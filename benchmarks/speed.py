@@ -138,13 +138,18 @@ def med(xs) -> float:
 
 def macs(spec: dict) -> tuple[int, int]:
     """(MAC per rendered pixel, MAC per training sample) of a model spec."""
-    S = 1 if spec["stencil"] == 0 else 5
+    from rd import import_nncodec
+
+    import_nncodec()
+    from nncodec.field import grid_points
+
     grids = spec["n_levels"] + 2 * spec["n_chroma"]
-    n_in = grids * S + 4 * spec["n_fourier"]
+    points = sum(len(grid_points(spec["stencil"], g)) for g in range(grids))
+    n_in = points + 4 * spec["n_fourier"]
     widths = [n_in] + [spec["hidden_width"]] * spec["n_hidden"] + [spec["channels"]]
     mlp = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-    feat = 8 * grids * S
-    return feat + mlp, feat + 3 * mlp + 8 * grids * S
+    feat = 8 * points
+    return feat + mlp, feat + 3 * mlp + 8 * points
 
 
 # --------------------------------------------------------------------------- main

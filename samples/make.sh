@@ -10,3 +10,5 @@ nncodec decode kodim23-1kb.nni -o kodim23-1kb.decoded.png
 nncodec decode kodim23-1kb.nni -o kodim23-1kb.x2.png --scale 2
 nncodec encode kodim03-grey-192x128.png -o kodim03-grey-400b.nni --budget 400
 nncodec decode kodim03-grey-400b.nni -o kodim03-grey-400b.decoded.png
+nncodec encode kodim03-grey-192x128.png -o kodim03-grey-1kb.nni --budget 1kb
+nncodec decode kodim03-grey-1kb.nni -o kodim03-grey-1kb.decoded.png

@@ -8,7 +8,7 @@ rebuilds any case alone from its index.
 Corpus (:func:`make_corpus`): small valid files. 48x32 synthetic images
 encoded at 150-400 bytes (colour, grey, colour with a metadata section, the
 coordinate-MLP model), a 1x1 image, hand-built files for header variants the
-encoder does not write by default (stencils 1 and 2, no hidden layer, three hidden
+encoder may not write at these sizes (stencils 1, 2 and 3, no hidden layer, three hidden
 layers, no grids), and ``samples/*.nni``.
 
 Mutations (:data:`MUTATORS`, one to three per case): bit flips, byte changes,
@@ -170,6 +170,7 @@ def make_corpus(encoded: bool = True) -> list[tuple[str, bytes]]:
     specs = [
         ("hand-stencil1", ModelSpec(11, 7, 3, 3, 0, 1, 1, 5, stencil=1, n_chroma=2), b""),
         ("hand-stencil2", ModelSpec(10, 9, 3, 3, 0, 0, 1, 4, stencil=2, n_chroma=1), b""),
+        ("hand-stencil3", ModelSpec(12, 10, 3, 3, 0, 0, 1, 4, stencil=3, n_chroma=1), b""),
         ("hand-grey-3hidden", ModelSpec(9, 13, 1, 2, 1, 2, 3, 6), b""),
         ("hand-nogrids", ModelSpec(16, 16, 3, 0, 0, 4, 0, 1), b""),
         ("hand-meta", ModelSpec(20, 5, 3, 4, 0, 0, 2, 4, n_chroma=1), meta),

@@ -95,11 +95,13 @@ PLUS = [(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)]  # the point, left, right, up,
 
 #: Sampling stencils, from the definition: stencil -> the points of grid l
 #: (coding order). 0: every grid at the point; 1: every grid at PLUS; 2: the
-#: first (finest) grid at PLUS, the others at the point.
+#: first (finest) grid at PLUS, the others at the point; 3: the second grid at
+#: PLUS, the others at the point.
 STENCILS = {
     0: lambda l: POINT,
     1: lambda l: PLUS,
     2: lambda l: PLUS if l == 0 else POINT,
+    3: lambda l: PLUS if l == 1 else POINT,
 }
 
 

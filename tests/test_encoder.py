@@ -365,14 +365,15 @@ def test_busy_images_get_a_coarser_finest_grid():
         for detail, scale in ((None, 1.0), (smooth, 1.0), (busy, k)):
             assert encoder.finest_level(t * scale * 0.99, detail) == level + 1, (t, detail)
             assert encoder.finest_level(t * scale * 1.01, detail) == level, (t, detail)
-    # choose_spec: the stencil follows the grid (five points unless 1:1).
+    # choose_spec: the stencil follows the grid (the finest grid at five
+    # points unless it is 1:1, then the next grid).
     for t in (encoder.HALF_GRID_BPP, encoder.FULL_GRID_BPP):
         budget = int(t * (1 + k) / 2 * 768 * 512 / 8)
         a = encoder.choose_spec(768, 512, 3, budget, detail=smooth)
         b = encoder.choose_spec(768, 512, 3, budget, detail=busy)
         assert b.first_level == a.first_level + 1
         assert b.stencil == encoder.DEFAULT_STENCIL
-        assert a.stencil == (encoder.PLAIN_STENCIL if a.first_level == 0
+        assert a.stencil == (encoder.FULL_GRID_STENCIL if a.first_level == 0
                              else encoder.DEFAULT_STENCIL)
         assert encoder.choose_spec(768, 512, 3, budget) == a
     # The encoder measures the image: noise is busy, a gradient smooth.
@@ -392,7 +393,7 @@ def test_busy_images_get_a_coarser_finest_grid():
 
 def test_choose_spec_uses_default_stencil_and_extra_grids():
     for budget, chroma, stencil in ((1500, encoder.LOW_RATE_CHROMA, encoder.DEFAULT_STENCIL),
-                                    (50000, encoder.DEFAULT_CHROMA, encoder.PLAIN_STENCIL)):
+                                    (50000, encoder.DEFAULT_CHROMA, encoder.FULL_GRID_STENCIL)):
         s = encoder.choose_spec(512, 512, 3, budget)
         assert s.stencil == stencil
         assert s.n_chroma == min(s.n_levels, chroma)
@@ -402,13 +403,18 @@ def test_choose_spec_uses_default_stencil_and_extra_grids():
     edge = int(encoder.LOW_RATE_CHROMA_BPP * 768 * 512 / 8)
     assert encoder.choose_spec(768, 512, 3, edge - 8).n_chroma == encoder.LOW_RATE_CHROMA
     assert encoder.choose_spec(768, 512, 3, edge + 8).n_chroma == encoder.DEFAULT_CHROMA
-    # The default stencil from STENCIL_MIN_BPP on, until the finest grid is 1:1.
-    plain, default = encoder.PLAIN_STENCIL, encoder.DEFAULT_STENCIL
-    assert plain != default
+    # The default stencil from STENCIL_MIN_BPP on, until the finest grid is
+    # 1:1; then the full-grid stencil (the 1:2 grid at five points).
+    plain, default, full = (encoder.PLAIN_STENCIL, encoder.DEFAULT_STENCIL,
+                            encoder.FULL_GRID_STENCIL)
+    assert len({plain, default, full}) == 3
     for budget, first, stencil in ((1024, 2, plain), (2048, 2, default), (4096, 1, default),
-                                   (8192, 1, default), (16384, 0, plain)):
+                                   (8192, 1, default), (16384, 0, full), (65536, 0, full)):
         s = encoder.choose_spec(768, 512, 3, budget)
         assert (s.first_level, s.stencil) == (first, stencil), budget
+    # A 1:1 grid alone (a tiny image) has no next grid to sample at five points.
+    tiny = encoder.choose_spec(3, 3, 3, 600)
+    assert (tiny.first_level, tiny.n_levels, tiny.stencil) == (0, 1, plain)
     edge = int(encoder.STENCIL_MIN_BPP * 768 * 512 / 8)
     assert encoder.choose_spec(768, 512, 3, edge - 8).stencil == plain
     assert encoder.choose_spec(768, 512, 3, edge + 8).stencil == default
@@ -416,10 +422,11 @@ def test_choose_spec_uses_default_stencil_and_extra_grids():
     assert mlp.n_levels == 0 and mlp.n_chroma == 0
 
 
-@pytest.mark.parametrize("stencil", [0, 1, 2])
+@pytest.mark.parametrize("stencil", [0, 1, 2, 3])
 def test_encode_with_each_stencil(images, monkeypatch, stencil):
     """Whatever stencils the encoder picks, every stencil encodes, fits and decodes."""
     monkeypatch.setattr(encoder, "DEFAULT_STENCIL", stencil)
+    monkeypatch.setattr(encoder, "FULL_GRID_STENCIL", stencil)
     monkeypatch.setattr(encoder, "PLAIN_STENCIL", stencil)
     img = images["rgb"]
     data, st = encode_stats(img, budget=400, preset="fast")

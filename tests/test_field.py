@@ -53,7 +53,7 @@ STENCIL_IDS = sorted(naive.STENCILS)
 
 def test_stencils_match_definition():
     """field's stencils are the documented table (naive.STENCILS, written from the spec)."""
-    assert sorted(field.STENCILS) == STENCIL_IDS == [0, 1, 2]
+    assert sorted(field.STENCILS) == STENCIL_IDS == [0, 1, 2, 3]
     for k in STENCIL_IDS:
         for g in range(12):
             assert [tuple(p) for p in field.grid_points(k, g)] == naive.STENCILS[k](g)
@@ -263,7 +263,7 @@ def test_make_taps_layout(stencil):
     feats = naive.grid_features(spec)
     shifts = sorted({d for _, dy, dx in feats for d in (dy, dx)})
     T, L = len(shifts), spec.n_levels + 2 * spec.n_chroma
-    assert T == {0: 1, 1: 3, 2: 3}[stencil]
+    assert T == {0: 1, 1: 3, 2: 3, 3: 3}[stencil]
     assert taps.ri.shape == taps.rw.shape == (T, L, out_h * sy, 4)
     assert taps.ci.shape == taps.cw.shape == (T, L, out_w * sx, 4)
     assert taps.ri.dtype == taps.ci.dtype == np.int32
@@ -286,6 +286,9 @@ def test_make_taps_layout(stencil):
     if stencil == 2:
         assert taps.ft.tolist() == ([[0, 1, 1], [0, 1, 0], [0, 1, 2], [0, 0, 1], [0, 2, 1]]
                                     + [[g, 1, 1] for g in range(1, L)])
+    if stencil == 3:
+        assert taps.ft.tolist() == ([[0, 1, 1], [1, 1, 1], [1, 1, 0], [1, 1, 2], [1, 0, 1],
+                                     [1, 2, 1]] + [[g, 1, 1] for g in range(2, L)])
 
 
 def test_column_pass_skips_unread_pairs():

@@ -175,7 +175,7 @@ OUT_OF_RANGE = [
     (dict(height=70000), None, "height_minus_1"),
     (dict(kernel=1), None, "kernel"),
     (dict(activation=2), None, "activation"),
-    (dict(stencil=3), None, "stencil"),
+    (dict(stencil=4), None, "stencil"),
     (dict(n_levels=8), None, "n_levels"),
     (dict(n_levels=-1), None, "n_levels"),
     (dict(first_level=8, n_levels=0), None, "first_level"),
@@ -240,9 +240,6 @@ def test_unpack_rejects_constraint_violations():
     kernel = handmade(header_values(spec(kernel=2)))
     with pytest.raises(FormatError, match="kernel"):
         fmt.unpack(kernel)
-    for v in (3,):  # stencil 3 fits in the field but is not defined
-        with pytest.raises(FormatError, match="stencil"):
-            fmt.unpack(handmade(header_values(spec(stencil=v))))
     pad = handmade(header_values(spec(), steps=[(0, 0)] * 3) + [(1, 1)])  # nonzero padding
     with pytest.raises(FormatError, match="padding"):
         fmt.unpack(pad)
@@ -295,23 +292,27 @@ def test_version_0_raises_version_error(encoded_rgb):
     data[4] = 0
     with pytest.raises(VersionError) as e:
         nncodec.decode(with_crc(bytes(data[:-4])))
-    assert "version 0" in str(e.value) and "reads versions 1 to 4" in str(e.value)
+    assert "version 0" in str(e.value) and "reads versions 1 to 5" in str(e.value)
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
-def test_stencil_2_needs_version_4(version):
-    """Stencil 2 is defined from version 4: an earlier file with it is invalid,
-    and the message names the field and both versions."""
-    s = spec(stencil=2)
-    data = handmade(header_values(s, version=version), version=version)
-    with pytest.raises(FormatError, match=f"stencil = 2 needs format version 4; the file is "
-                                          f"version {version}"):
-        fmt.unpack(data)
-    for st in (0, 1):  # the earlier stencils stay valid in every version
-        c = fmt.unpack(handmade(header_values(spec(stencil=st), version=version), version=version))
-        assert c.spec.stencil == st and c.version == version
-    c = fmt.unpack(handmade(header_values(s, version=4), version=4))
-    assert c.spec.stencil == 2 and c.version == 4
+@pytest.mark.parametrize("stencil, since", [(2, 4), (3, 5)])
+def test_later_stencils_need_their_version(stencil, since):
+    """Stencil 2 is defined from version 4, stencil 3 from version 5: an
+    earlier file with one is invalid, and the message names the field and
+    both versions."""
+    s = spec(stencil=stencil)
+    for version in range(1, since):
+        data = handmade(header_values(s, version=version), version=version)
+        with pytest.raises(FormatError, match=f"stencil = {stencil} needs format version "
+                                              f"{since}; the file is version {version}"):
+            fmt.unpack(data)
+        for st in (0, 1):  # the first stencils stay valid in every version
+            c = fmt.unpack(handmade(header_values(spec(stencil=st), version=version),
+                                    version=version))
+            assert c.spec.stencil == st and c.version == version
+    for version in range(since, fmt.FORMAT_VERSION + 1):
+        c = fmt.unpack(handmade(header_values(s, version=version), version=version))
+        assert c.spec.stencil == stencil and c.version == version
 
 
 def test_every_readable_version_is_listed():
@@ -321,7 +322,7 @@ def test_every_readable_version_is_listed():
     assert sorted(entropy.ADAPTATION) == list(fmt.READ_VERSIONS)
 
 
-@pytest.mark.parametrize("version", [5, 7, 255])
+@pytest.mark.parametrize("version", [6, 7, 255])
 def test_future_version_names_needed_and_supported_versions(encoded_rgb, tmp_path, capsys,
                                                             version):
     """A file from a later format: the message says what it needs and what this build reads."""
@@ -335,7 +336,7 @@ def test_future_version_names_needed_and_supported_versions(encoded_rgb, tmp_pat
             fn(data)
         msg = str(e.value)
         assert f"format version {version}" in msg
-        assert "reads versions 1 to 4" in msg
+        assert "reads versions 1 to 5" in msg
     src = tmp_path / "future.nni"
     src.write_bytes(data)
     for args in (["info", str(src)], ["decode", str(src), "-o", str(tmp_path / "o.png")]):

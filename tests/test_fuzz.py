@@ -44,8 +44,8 @@ def test_corpus_files_are_valid(corpus):
         seen["grey"] += info["channels"] == 1
         seen["no grids"] += info["n_levels"] == 0
         seen[f"{info['n_hidden']} hidden"] += 1
-    for key in ("metadata", "stencil 1", "stencil 2", "grey", "no grids", "0 hidden", "1 hidden", "2 hidden",
-                "3 hidden"):
+    for key in ("metadata", "stencil 1", "stencil 2", "stencil 3", "grey", "no grids", "0 hidden",
+                "1 hidden", "2 hidden", "3 hidden"):
         assert seen[key] > 0, key
     encoded = dict(corpus)
     for name in ("rgb-400b", "grey-150b", "rgb-meta-250b", "rgb-mlp-200b"):

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
+import pytest
 from PIL import Image
 
-from nncodec import decoder, field
+from nncodec import decoder, encoder, field
+
+
+@pytest.fixture(scope="module")
+def encoded_rgb(rgb_image):
+    """``rgb_image`` at 600 bytes (fast preset) with every grid at the point:
+    the estimate models files without stencils (0.11's), and from 0.16 the
+    encoder samples the 1:2 grid at five points at this rate."""
+    saved = encoder.FULL_GRID_STENCIL
+    encoder.FULL_GRID_STENCIL = encoder.PLAIN_STENCIL
+    try:
+        data, stats = encoder.encode_stats(rgb_image, budget=600, preset="fast", seed=0)
+    finally:
+        encoder.FULL_GRID_STENCIL = saved
+    assert stats.spec.first_level == 0 and stats.spec.stencil == 0
+    return SimpleNamespace(image=rgb_image, data=data, stats=stats, budget=600)
 
 
 def _model(rq, data):

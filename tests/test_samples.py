@@ -20,6 +20,10 @@ CASES = [
     (SAMPLES / "kodim23-1kb.nni", None, SAMPLES / "kodim23-1kb.decoded.png"),
     (SAMPLES / "kodim23-1kb.nni", 2.0, SAMPLES / "kodim23-1kb.x2.png"),
     (SAMPLES / "kodim03-grey-400b.nni", None, SAMPLES / "kodim03-grey-400b.decoded.png"),
+    (SAMPLES / "kodim03-grey-1kb.nni", None, SAMPLES / "kodim03-grey-1kb.decoded.png"),
+    (VECTORS / "v4-kodim23-1kb.nni", None, VECTORS / "v4-kodim23-1kb.decoded.png"),
+    (VECTORS / "v4-kodim23-1kb.nni", 2.0, VECTORS / "v4-kodim23-1kb.x2.png"),
+    (VECTORS / "v4-kodim03-grey-400b.nni", None, VECTORS / "v4-kodim03-grey-400b.decoded.png"),
     (VECTORS / "v3-kodim23-1kb.nni", None, VECTORS / "v3-kodim23-1kb.decoded.png"),
     (VECTORS / "v3-kodim23-1kb.nni", 2.0, VECTORS / "v3-kodim23-1kb.x2.png"),
     (VECTORS / "v3-kodim03-grey-400b.nni", None, VECTORS / "v3-kodim03-grey-400b.decoded.png"),
@@ -52,11 +56,20 @@ def test_vectors_cover_every_readable_version():
     assert versions == set(fmt.READ_VERSIONS)
     assert {nncodec.info(p.read_bytes())["format_version"]
             for p in SAMPLES.glob("*.nni")} == {fmt.FORMAT_VERSION}
+    # Every stencil the encoder picks is in some file (stencil 1, which it
+    # never picks, is spec/nni-format.md's worked example, tests/test_spec.py).
+    from nncodec import encoder
+
+    picked = {encoder.PLAIN_STENCIL, encoder.DEFAULT_STENCIL, encoder.FULL_GRID_STENCIL}
+    assert picked <= {nncodec.info(p.read_bytes())["stencil"] for p, _, _ in CASES}
 
 
 @pytest.mark.parametrize("nni,source,budget", [
     (SAMPLES / "kodim23-1kb.nni", "kodim23-384x256.png", 1024),
     (SAMPLES / "kodim03-grey-400b.nni", "kodim03-grey-192x128.png", 400),
+    (SAMPLES / "kodim03-grey-1kb.nni", "kodim03-grey-192x128.png", 1024),
+    (VECTORS / "v4-kodim23-1kb.nni", "kodim23-384x256.png", 1024),
+    (VECTORS / "v4-kodim03-grey-400b.nni", "kodim03-grey-192x128.png", 400),
     (VECTORS / "v3-kodim23-1kb.nni", "kodim23-384x256.png", 1024),
     (VECTORS / "v3-kodim03-grey-400b.nni", "kodim03-grey-192x128.png", 400),
     (VECTORS / "v2-kodim23-1kb.nni", "kodim23-384x256.png", 1024),

@@ -35,7 +35,8 @@ class SpecDecoder:
         self.payload = payload
         # Section 3.2: initial count and target rates by format version.
         self.count0, self.rate_fast, self.rate_slow = {1: (255, 4, 7), 2: (0, 3, 7),
-                                                       3: (0, 3, 7), 4: (0, 3, 7)}[version]
+                                                       3: (0, 3, 7), 4: (0, 3, 7),
+                                                       5: (0, 3, 7)}[version]
         self.version = version
         self.pos = 0
         self.reads = 0  # calls of next_byte
@@ -326,29 +327,38 @@ def test_header_size_formula(format_md):
 
 
 def test_stencil_table_matches_code():
-    """decoding.md section 2 lists every stencil's points, grid 0 and the
-    other grids, in feature order."""
+    """decoding.md section 2 lists every stencil: the grids it samples at
+    five points (and their order), the others at the point, and the first
+    format version that has it."""
     from nncodec import field
 
     text = DECODING_MD.read_text(encoding="utf-8")
-    tables = _tables_with(text, ["stencil", "points of grid 0 (dy, dx)",
-                                 "points of grids 1 .. ng-1 (dy, dx)"])
+    assert "a grid at the point has the one\npoint (0, 0); a grid at five points has (0, 0), " \
+        "(0, -1), (0, 1), (-1, 0),\n(1, 0)" in text
+    assert field.POINT == ((0, 0),)
+    assert field.PLUS == ((0, 0), (0, -1), (0, 1), (-1, 0), (1, 0))
+    tables = _tables_with(text, ["stencil", "grids at five points", "the other grids",
+                                 "from format version"])
     assert len(tables) == 1
-
-    def points(cell):
-        return [(int(a), int(b)) for a, b in re.findall(r"\((-?\d+),\s*(-?\d+)\)", cell)]
-
-    got = {int(k): (points(first), points(rest)) for k, first, rest in tables[0]}
-    assert sorted(got) == sorted(field.STENCILS)
-    for k, (first, rest) in got.items():
-        assert [tuple(p) for p in field.grid_points(k, 0)] == first
-        for g in range(1, 21):
-            assert [tuple(p) for p in field.grid_points(k, g)] == rest
+    rows = {int(k): (plus, rest, int(v)) for k, plus, rest, v in tables[0]}
+    assert sorted(rows) == sorted(field.STENCILS)
+    for k, (plus, rest, since) in rows.items():
+        if plus == "every grid":
+            want = set(range(21))
+        elif plus == "none":
+            want = set()
+        else:
+            want = {int(g) for g in re.findall(r"grid (\d+)", plus)}
+            assert want, plus
+        assert (rest == "none") == (want == set(range(21)))
+        for g in range(21):
+            assert field.grid_points(k, g) == (field.PLUS if g in want else field.POINT)
+        assert since == fmt.STENCIL_SINCE.get(k, 1)
         spec = field.ModelSpec(8, 8, 3, 3, 0, 2, 1, 4, stencil=k, n_chroma=2)
-        assert spec.n_inputs == len(first) + (3 + 2 * 2 - 1) * len(rest) + 4 * 2
+        assert spec.n_inputs == 7 + 4 * len(want & set(range(7))) + 4 * 2
     # The header field admits exactly the defined stencils.
     (stencil,) = [f for f in fmt.HEADER_FIELDS if f.name == "stencil"]
-    assert (stencil.lo, stencil.hi) == (min(got), max(got))
+    assert (stencil.lo, stencil.hi) == (min(rows), max(rows))
     assert "d_0 = NS + 4M" in text and "NS  = S_0 + S_1 + ... + S_(NG-1)" in text
 
 
@@ -603,11 +613,12 @@ def test_decoding_trace_constants():
 
     text = DECODING_MD.read_text(encoding="utf-8")
     assert (e.PROB_BITS, e.RATE_FAST, e.RATE_SLOW, e.TOP) == (15, 3, 7, 1 << 24)
-    assert e.ADAPTATION == {1: (255, 4, 7), 2: (0, 3, 7), 3: (0, 3, 7), 4: (0, 3, 7)}
+    assert e.ADAPTATION == {1: (255, 4, 7), 2: (0, 3, 7), 3: (0, 3, 7), 4: (0, 3, 7),
+                            5: (0, 3, 7)}
     assert e.COUNT_MAX == 255
     flat = " ".join(text.split())
     assert ("| 1 | 255 | 4 | 7 |" in text and
-            f"| 2, 3, 4 | 0 | {e.RATE_FAST} | {e.RATE_SLOW} |" in text)
+            f"| 2, 3, 4, 5 | 0 | {e.RATE_FAST} | {e.RATE_SLOW} |" in text)
     assert f"`RICE_MAX` = {e.RICE_MAX}" in text
     assert f"`COUNT_MAX` = {e.COUNT_MAX}" in flat
     assert f"WCTX = {e.WCTX} " in text and f"LCTX = {e.LCTX} " in text

@@ -34,6 +34,7 @@ def test_alternates_two_stencils(load_benchmark, make_image, tmp_path, monkeypat
     path = tmp_path / "tiny.png"
     Image.fromarray(make_image(48, 32, 3)).save(path)
     monkeypatch.setattr(encoder, "DEFAULT_STENCIL", encoder.DEFAULT_STENCIL)
+    monkeypatch.setattr(encoder, "FULL_GRID_STENCIL", encoder.FULL_GRID_STENCIL)
     monkeypatch.setattr(encoder, "PLAIN_STENCIL", encoder.PLAIN_STENCIL)
     seen = []
     encode_stats = encoder.encode_stats

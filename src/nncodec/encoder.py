@@ -123,13 +123,18 @@ DETAIL_CAP = 45.0
 #: at 8 KiB (1:2; 23 gaining). Stencil 1 (every grid at five points) lost
 #: 0.075 dB at 8 KiB (12 images).
 DEFAULT_STENCIL = 2
-#: The stencil elsewhere. Below STENCIL_MIN_BPP (8 hidden units) the four
+#: The stencil where the finest grid is 1:1 (finest_level 0): 3, the next
+#: grid (1:2) at five points. Stencil 2 there samples a grid as large as the
+#: image: -0.15 dB at 16 KiB on the first 8 Kodak images (2 gaining;
+#: rd-stencil2-16k8-kodak.*), encode time x1.13 (kodim04). The 1:2 grid's
+#: neighbours, half a cell away as in stencil 2 on a 1:2 finest grid, pay:
+#: +0.125 dB at 16 KiB (0.33 bpp) on the 20 Kodak images that get the 1:1
+#: grid there (16 gaining, -0.23 to +0.67; rd-stencil3-16k-kodak.*, against
+#: the 0.15 records), a training step x1.13 (kodim04, one thread).
+FULL_GRID_STENCIL = 3
+#: The stencil below STENCIL_MIN_BPP (8 hidden units), where the four
 #: inputs' weights cost more than they buy: -0.093 dB at 1 KiB on the first
-#: 10 Kodak images (3 gaining; rd-stencil2-1k10-kodak.*). Where the finest
-#: grid is 1:1 (finest_level 0) the four samples are of a grid as large
-#: as the image: -0.15 dB at 16 KiB on the first 8 Kodak images (2 gaining;
-#: rd-stencil2-16k8-kodak.*), encode time x1.13 (kodim04), where the encode is
-#: already near the 2-minute mark.
+#: 10 Kodak images (3 gaining; rd-stencil2-1k10-kodak.*).
 PLAIN_STENCIL = 0
 STENCIL_MIN_BPP = 0.03
 #: Coarsest levels that carry two extra (chroma-like) grids, colour images.
@@ -378,7 +383,12 @@ def choose_spec(width: int, height: int, channels: int, budget: int, model: str 
         width_h = 24
     chroma = LOW_RATE_CHROMA if bpp < LOW_RATE_CHROMA_BPP else DEFAULT_CHROMA
     n_chroma = min(n_levels, chroma) if channels == 3 else 0
-    stencil = DEFAULT_STENCIL if STENCIL_MIN_BPP <= bpp and first > 0 else PLAIN_STENCIL
+    if bpp < STENCIL_MIN_BPP:
+        stencil = PLAIN_STENCIL
+    elif first > 0:
+        stencil = DEFAULT_STENCIL
+    else:
+        stencil = FULL_GRID_STENCIL if n_levels > 1 else PLAIN_STENCIL
     return ModelSpec(width, height, channels, n_levels, first, 0, hidden, width_h,
                      stencil=stencil, n_chroma=n_chroma)
 

@@ -42,7 +42,7 @@ COUNT_MAX = 255
 #: Adaptation per format version: (initial count, fast rate, slow rate).
 #: Version 1 had no warm-up: a saturated counter makes the rates the targets.
 ADAPTATION = {1: (COUNT_MAX, 4, 7), 2: (0, RATE_FAST, RATE_SLOW), 3: (0, RATE_FAST, RATE_SLOW),
-              4: (0, RATE_FAST, RATE_SLOW)}
+              4: (0, RATE_FAST, RATE_SLOW), 5: (0, RATE_FAST, RATE_SLOW)}
 #: Largest Rice parameter of a parameter group (format version 3 on).
 RICE_MAX = 7
 #: Warm-up rate after n coded bits: the bit length of n + 1 (1, 2, 2, 3, 3,

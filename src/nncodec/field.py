@@ -40,17 +40,19 @@ ACT_RELU = 0
 POINT = ((0, 0),)
 PLUS = ((0, 0), (0, -1), (0, 1), (-1, 0), (1, 0))
 
-#: Sampling stencils: stencil -> how many leading grids (in coding order, the
-#: finest main grids first) are sampled at PLUS; the others are sampled at
-#: POINT. None: every grid. Stencil 2 adds the neighbours where they pay: on
-#: the finest grid, whose cells are closest to the pixels.
-STENCILS = {0: 0, 1: None, 2: 1}
+#: Sampling stencils: stencil -> the grids (in coding order, the finest main
+#: grids first) sampled at PLUS; the others are sampled at POINT. None: every
+#: grid. Stencil 2 adds the neighbours where they pay when the finest grid is
+#: coarser than the pixels: on that grid, whose cells are closest to the
+#: pixels. Stencil 3, where the finest grid is the pixels' own (1:1) and its
+#: neighbours are worth less than their weights: on the next grid (1:2).
+STENCILS = {0: (), 1: None, 2: (0,), 3: (1,)}
 
 
 def grid_points(stencil: int, grid: int) -> tuple:
     """Sampling points of grid ``grid`` (coding order) under ``stencil``."""
-    n = STENCILS[stencil]
-    return PLUS if n is None or grid < n else POINT
+    grids = STENCILS[stencil]
+    return PLUS if grids is None or grid in grids else POINT
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,15 @@ from .errors import ChecksumError, FormatError, TruncatedError, VersionError
 from .field import ModelSpec
 
 MAGIC = b"\x89NNI"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: Versions this decoder reads. Version 2 changed only the adaptation of the
 #: coder's probabilities (entropy.ADAPTATION); version 3 codes the network
 #: parameters with Rice codes whose parameters are layer fields (entropy.py);
-#: version 4 adds stencil 2 (field.STENCILS) and is otherwise version 3.
-READ_VERSIONS = (1, 2, 3, 4)
+#: version 4 adds stencil 2 (field.STENCILS) and is otherwise version 3;
+#: version 5 adds stencil 3 and is otherwise version 4.
+READ_VERSIONS = (1, 2, 3, 4, 5)
 #: First format version of each stencil after the first two.
-STENCIL_SINCE = {2: 4}
+STENCIL_SINCE = {2: 4, 3: 5}
 CRC_BYTES = 4
 #: Largest coded image a decoder accepts (width * height).
 MAX_CODED_PIXELS = 1 << 26
@@ -54,9 +55,10 @@ HEADER_FIELDS = (
     Field("colour", 1, 0, 1, "0: grey, 1 channel; 1: colour, 3 channels (YCoCg)"),
     Field("kernel", 2, 0, 0, "latent interpolation kernel; 0: cubic B-spline"),
     Field("activation", 2, 0, 0, "hidden-layer activation; 0: ReLU"),
-    Field("stencil", 2, 0, 2, "grid sampling stencil; 0: every grid at the point; 1: every "
+    Field("stencil", 2, 0, 3, "grid sampling stencil; 0: every grid at the point; 1: every "
           "grid at the point and its 4 neighbours at 1 coded pixel; 2: the first grid at those "
-          "5 points, the others at the point"),
+          "5 points, the others at the point; 3: the second grid at those 5 points, the others "
+          "at the point"),
     Field("n_levels", 3, 0, 7, "number of latent grids L"),
     Field("first_level", 3, 0, 7, "grid l is downsampled by 2^(first_level + l)"),
     Field("n_chroma", 3, 0, 7, "coarsest levels carrying two extra grids; at most n_levels"),
