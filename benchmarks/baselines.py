@@ -402,8 +402,8 @@ def merge_docs(paths, tag: str) -> tuple[dict, list[dict]]:
     """Read result JSON files (shards of one run, or runs of other settings).
 
     Returns ``(doc, docs)``: ``doc`` has the last file's header, ``tag``, the
-    sources, the union of images and of codecs, the results and whether
-    every run completed. A later file's record replaces an earlier one for
+    sources, the union of images, of their folders and of codecs, the
+    results and whether every run completed. A later file's record replaces an earlier one for
     the same image, codec and budget, so a new run at some budgets can be
     merged over an older report (say so where the report is quoted).
     """
@@ -412,6 +412,10 @@ def merge_docs(paths, tag: str) -> tuple[dict, list[dict]]:
     doc["tag"] = tag
     doc["merged_from"] = [str(p) for p in paths]
     doc["images"] = sorted({name for d in docs for name in d["images"]})
+    # Every run's image folder, in order (a run over a subset names its own).
+    dirs = list(dict.fromkeys(d["images_dir"] for d in docs if d.get("images_dir")))
+    if dirs:
+        doc["images_dir"] = ", ".join(dirs)
     if any("codecs" in d for d in docs):
         # Every codec of every file, in the order they first appear.
         doc["codecs"] = list(dict.fromkeys(c for d in docs for c in d.get("codecs", ())))

@@ -48,12 +48,13 @@ def test_merge_keeps_the_later_record_of_an_image_codec_and_budget(rd, tmp_path)
     def rec(image, codec, budget, psnr):
         return {"image": image, "codec": codec, "budget": budget, "psnr": psnr}
 
-    old = {"tag": "old", "images": ["a.png", "b.png"], "budgets": [2048, 16384],
+    old = {"tag": "old", "images": ["a.png", "b.png"], "images_dir": "/all", "budgets": [2048, 16384],
            "codecs": ["nncodec", "avif"], "complete": True,
            "results": [rec("a.png", "nncodec", 2048, 24.0), rec("a.png", "nncodec", 16384, 29.0),
                        rec("b.png", "nncodec", 16384, 30.0), rec("a.png", "avif", 16384, 31.0)]}
     # The newer run has nncodec alone: the report keeps both codecs.
-    new = {"tag": "new", "images": ["a.png"], "budgets": [16384], "codecs": ["nncodec"],
+    new = {"tag": "new", "images": ["a.png"], "images_dir": "/some", "budgets": [16384],
+           "codecs": ["nncodec"],
            "complete": True, "results": [rec("a.png", "nncodec", 16384, 29.8)]}
     paths = []
     for name, d in (("old", old), ("new", new)):
@@ -66,6 +67,9 @@ def test_merge_keeps_the_later_record_of_an_image_codec_and_budget(rd, tmp_path)
     assert doc["tag"] == "merged" and doc["images"] == ["a.png", "b.png"]
     assert doc["codecs"] == ["nncodec", "avif"]
     assert doc["merged_from"] == [str(p) for p in paths]
+    # The report names every run's folder, not only the last one's.
+    assert doc["images_dir"] == "/all, /some"
+    assert rd.B.merge_docs(paths[:1] * 2, "same")[0]["images_dir"] == "/all"
 
 
 def test_without_matplotlib_the_run_stops_before_any_encode(rd, tmp_path, monkeypatch, capsys):
