@@ -403,9 +403,10 @@ def merge_docs(paths, tag: str) -> tuple[dict, list[dict]]:
 
     Returns ``(doc, docs)``: ``doc`` has the last file's header, ``tag``, the
     sources, the union of images, of their folders and of codecs, the
-    results and whether every run completed. A later file's record replaces an earlier one for
-    the same image, codec and budget, so a new run at some budgets can be
-    merged over an older report (say so where the report is quoted).
+    results and whether every run completed. A later file's record replaces
+    an earlier one for the same image, codec and budget, so a new run at some
+    budgets can be merged over an older report (say so where the report is
+    quoted).
     """
     docs = [json.loads(Path(p).read_text()) for p in paths]
     doc = dict(docs[-1])

@@ -68,11 +68,10 @@ def run_nncodec(nncodec, img: np.ndarray, budget: int, preset: str | None, seed:
         rec["seed"] = kwargs["seed"] = seed
     try:
         t0 = time.perf_counter()
-        encoder = importlib.import_module("nncodec.encoder")
-        data, stats = encoder.encode_stats(img, **kwargs)
+        data, stats = importlib.import_module("nncodec.encoder").encode_stats(img, **kwargs)
         rec["encode_s"] = time.perf_counter() - t0
         # How busy the image is, and the finest grid the encoder chose for it.
-        rec["detail"] = encoder.detail_psnr(img)
+        rec["detail"] = stats.detail
         rec["first_level"] = stats.spec.first_level
         # Size when training ended, recovery rounds run, size of the state
         # fitted to the budget, and training's own PSNR estimate.

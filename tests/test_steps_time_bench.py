@@ -8,19 +8,27 @@ from PIL import Image
 from nncodec import encoder
 
 
+def spy_encodes(monkeypatch, record) -> list:
+    """Wrap ``encoder.encode_stats``: the returned list gets ``record(kw, stats)``
+    of every encode, in order."""
+    seen = []
+    encode_stats = encoder.encode_stats
+
+    def spy(image, **kw):
+        data, st = encode_stats(image, **kw)
+        seen.append(record(kw, st))
+        return data, st
+
+    monkeypatch.setattr(encoder, "encode_stats", spy)
+    return seen
+
+
 def test_alternates_the_two_step_counts(load_benchmark, make_image, tmp_path, monkeypatch,
                                         capsys):
     bench = load_benchmark("steps_time")
     path = tmp_path / "tiny.png"
     Image.fromarray(make_image(48, 32, 3)).save(path)
-    seen = []
-    encode_stats = encoder.encode_stats
-
-    def spy(image, **kw):
-        seen.append(kw["steps"])
-        return encode_stats(image, **kw)
-
-    monkeypatch.setattr(encoder, "encode_stats", spy)
+    seen = spy_encodes(monkeypatch, lambda kw, st: kw["steps"])
     assert bench.main([str(path), "--preset", "fast", "--budget", "400", "--steps", "20,30",
                        "--runs", "2"]) == 0
     assert seen == [2, 20, 30, 20, 30]  # the warm-up, then alternating
@@ -36,15 +44,7 @@ def test_alternates_two_stencils(load_benchmark, make_image, tmp_path, monkeypat
     monkeypatch.setattr(encoder, "DEFAULT_STENCIL", encoder.DEFAULT_STENCIL)
     monkeypatch.setattr(encoder, "FULL_GRID_STENCIL", encoder.FULL_GRID_STENCIL)
     monkeypatch.setattr(encoder, "PLAIN_STENCIL", encoder.PLAIN_STENCIL)
-    seen = []
-    encode_stats = encoder.encode_stats
-
-    def spy(image, **kw):
-        data, st = encode_stats(image, **kw)
-        seen.append((kw.get("steps"), st.spec.stencil))
-        return data, st
-
-    monkeypatch.setattr(encoder, "encode_stats", spy)
+    seen = spy_encodes(monkeypatch, lambda kw, st: (kw.get("steps"), st.spec.stencil))
     assert bench.main([str(path), "--preset", "fast", "--budget", "400", "--stencils", "0,2",
                        "--runs", "1"]) == 0
     assert seen[1:] == [(None, 0), (None, 2)]  # after the warm-up, the preset's steps
@@ -67,15 +67,7 @@ def test_alternates_two_full_grid_thresholds(load_benchmark, make_image, tmp_pat
     Image.fromarray(make_image(96, 64, 3)).save(path)
     monkeypatch.setattr(encoder, "FULL_GRID_BPP", encoder.FULL_GRID_BPP)
     monkeypatch.setattr(encoder, "BUSY_BPP_SCALE", encoder.BUSY_BPP_SCALE)
-    seen = []
-    encode_stats = encoder.encode_stats
-
-    def spy(image, **kw):
-        data, st = encode_stats(image, **kw)
-        seen.append(st.spec.first_level)
-        return data, st
-
-    monkeypatch.setattr(encoder, "encode_stats", spy)
+    seen = spy_encodes(monkeypatch, lambda kw, st: st.spec.first_level)
     # 384 bytes for 96 x 64 pixels: 0.5 bpp, a 1:1 finest grid from 0.25 bpp
     # on, 1:2 with the threshold at 1 bpp.
     assert bench.main([str(path), "--preset", "fast", "--budget", "384", "--full-grid", "0.25,1",

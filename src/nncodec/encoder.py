@@ -243,6 +243,9 @@ class EncodeStats:
     #: of the preset's runs.
     run: int = 0
     runs: int = 1
+    #: How busy the image is (:func:`detail_psnr`), which moved the finest
+    #: grid :func:`choose_spec` picked.
+    detail: float = float("nan")
 
 
 def parse_budget(budget) -> int:
@@ -1058,7 +1061,8 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
             + (f", {len(metadata)} of them metadata" if metadata else ""), minimum=floor_bytes)
     # Metadata take their bytes off the top: the model gets the rest.
     model_bytes = nbytes - len(metadata)
-    spec = choose_spec(w, h, c, model_bytes, model, detail_psnr(img))
+    detail = detail_psnr(img)
+    spec = choose_spec(w, h, c, model_bytes, model, detail)
     # Shrink the model until its weights alone fit comfortably.
     while True:
         n_layers = spec.n_hidden + 1
@@ -1101,6 +1105,7 @@ def encode_stats(image, *, budget, preset: str = "default", seed: int = 0, model
     stats.trained_bytes = trained_bytes
     stats.end_bytes, stats.rounds = candidates[0][0], len(candidates) - 1
     stats.run, stats.runs = kept, cfg.runs
+    stats.detail = detail
     if best is not None and spec.n_latents:
         c, wq, latq = parse_ints(data)
         mse_f = tr.image_mse(dequantize(spec, wq, c.weight_steps, c.bias_steps),
