@@ -563,6 +563,24 @@ def test_latent_inputs_kernel_matches_definitions(alpha):
             assert np.allclose(dyhat, dsh, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_tanh_in_pieces_is_numpys_tanh_bit_for_bit(threads, monkeypatch):
+    """The soft rounding's tanh runs in pieces on threads; every value is the
+    one NumPy gives in one call, whatever the thread count (a length that no
+    piece size divides, values across tanh's range)."""
+    from nncodec import train
+
+    monkeypatch.setattr(train.numba, "get_num_threads", lambda: threads)
+    rng = np.random.default_rng(11)
+    x = np.concatenate([rng.normal(0.0, 3.0, 3 * train.TANH_PIECE + 1237),
+                        [0.0, -0.0, 1e-30, -1e-30, 9.0, -9.0, 50.0, np.inf, -np.inf]])
+    x = x.astype(np.float32)
+    want = np.tanh(x)
+    got = x.copy()
+    train.tanh_inplace(got)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 def test_latent_noise_is_uniform_and_counter_based():
     """The latents' noise: SplitMix64 of the key plus the index times the
     golden ratio, top 24 bits, as float32 in [-1/2, 1/2); each draw of a run

@@ -347,6 +347,65 @@ def test_latent_grad_of_a_row_subset_is_the_transpose_over_those_pixels(k, stenc
         np.testing.assert_allclose(out[offsets[lev]:offsets[lev + 1]], want, rtol=1e-5, atol=1e-5)
 
 
+def latent_grad_in_order(dfeat, sel, taps, offsets, dims, W, H, n):
+    """latent_grad as its docstrings define it, in plain Python: every sum in
+    the order stated there (float32 products of the row taps, added to float64
+    sums tap by tap in pixel order; then the column taps)."""
+    ft = taps.ft
+    out = np.zeros(n)
+    rows = {}
+    for f, (lev, tr, tc) in enumerate(ft):
+        wk = dims[lev, 1]
+        for k, p in enumerate(sel):
+            y, x = divmod(int(p), W)
+            row = rows.setdefault((f, y), np.zeros(wk))
+            d = dfeat[f, k]
+            if d != 0.0:
+                for t in range(4):
+                    row[taps.ci[tc, lev, x, t]] += float(taps.cw[tc, lev, x, t] * d)
+    for lev in range(dims.shape[0]):
+        hk, wk = dims[lev]
+        for a in range(hk):
+            dst = np.zeros(wk)
+            for f, (flev, tr, _) in enumerate(ft):
+                if flev != lev:
+                    continue
+                for y in range(H):
+                    if (f, y) not in rows:
+                        continue
+                    for t in range(4):
+                        if taps.ri[tr, lev, y, t] == a:
+                            dst += np.float64(taps.rw[tr, lev, y, t]) * rows[f, y]
+            out[offsets[lev] + a * wk: offsets[lev] + (a + 1) * wk] = dst
+    return out
+
+
+@pytest.mark.parametrize("k,stencil", SAMPLING_CASES)
+def test_latent_grad_adds_in_the_stated_order(k, stencil):
+    """The row pass keeps a pixel's four sums in registers and slides them
+    along the row; the result is the one of adding into memory tap by tap,
+    bit for bit (so training does not depend on that choice). Rows with
+    several segments, gaps, single pixels and both edges."""
+    spec = dataclasses.replace(_SAMPLING_SPECS[k], stencil=stencil)
+    H, W = spec.height, spec.width
+    taps = field.make_taps(spec, W, H)
+    offsets, dims = field.level_table(spec)
+    rng = np.random.default_rng(300 + k)
+    keep = rng.random((H, W)) < 0.6
+    keep[:, 0] = keep[:, -1] = True  # the clamped taps at both edges
+    keep[rng.random(H) < 0.25] = False  # rows without pixels
+    sel = np.flatnonzero(keep.ravel()).astype(np.int64)
+    # Float32 products add exactly in float64 unless their magnitudes differ
+    # widely: spread them, so that another order would round differently.
+    g = rng.normal(size=(taps.ft.shape[0], sel.size)) * 2.0 ** rng.integers(-40, 40, (1, sel.size))
+    g = g.astype(np.float32)
+    g[rng.random(g.shape) < 0.1] = 0.0
+    out = np.full(spec.n_latents, np.nan)
+    train.latent_grad(g, sel, taps, offsets, dims, W, out)
+    want = latent_grad_in_order(g, sel, taps, offsets, dims, W, H, spec.n_latents)
+    np.testing.assert_array_equal(out, want)
+
+
 # ---------------------------------------------------------------------------
 # Rate proxy: the coder's cost tables and their interpolation.
 
@@ -367,6 +426,12 @@ def walk(q, offsets, dims):
     table = np.full((q.size, 3), np.nan)
     tail = train._rate_table(q, offsets, dims, table)
     return table, tail
+
+
+def no_chain(n):
+    """The gradient arguments of ``_table_rate`` for a call that wants the bits:
+    a zero gradient in NOISE mode."""
+    return np.zeros(n), train.NOISE, np.empty(0, np.float32), np.empty(0, np.float32)
 
 
 @pytest.mark.parametrize("chroma", [0, 2])
@@ -395,7 +460,7 @@ def test_rate_table_at_integers_is_the_coded_size(scale):
     q = np.round(rng.laplace(0.0, scale, spec.n_latents)).astype(np.int64)
     table, tail = walk(q, offsets, dims)
     bits = train._table_rate(q.astype(np.float32), q.astype(np.float64), table, 0.0,
-                             np.zeros(q.size)) - tail
+                             *no_chain(q.size)) - tail
     coded = len(entropy.encode_payload(np.zeros(0, np.int64), [], q, spec.level_dims()))
     assert bits == pytest.approx(table[:, 1].sum() - tail, rel=1e-12)
     assert coded - 6 <= bits / 8 <= coded + 1
@@ -414,7 +479,8 @@ def test_table_rate_interpolates_the_costs_and_its_gradient_is_the_slope(stale):
     y = q + rng.uniform(-width, width, q.size)
     w = 0.37
     grate = np.zeros(q.size)
-    total = train._table_rate(y, q.astype(np.float64), table, w, grate)
+    total = train._table_rate(y, q.astype(np.float64), table, w, grate, train.NOISE,
+                              np.empty(0, np.float32), np.empty(0, np.float32))
     x = y - q
     lo = np.where(x < 0, table[:, 0], table[:, 1])
     hi = np.where(x < 0, table[:, 1], table[:, 2])
@@ -422,12 +488,35 @@ def test_table_rate_interpolates_the_costs_and_its_gradient_is_the_slope(stale):
     assert total == pytest.approx(np.sum(table[:, 1] + x * slope), rel=1e-12)
     np.testing.assert_allclose(grate, w * slope, rtol=0, atol=0)
     fd = central_diff(lambda v: train._table_rate(v, q.astype(np.float64), table, 0.0,
-                                                  np.zeros(q.size)),
+                                                  *no_chain(q.size)),
                       y, range(0, q.size, 5), eps=1e-4)
     np.testing.assert_allclose(grate[::5], w * fd, rtol=1e-6, atol=1e-6)
     # A zero that would become a one costs more than it saves: pulled to 0.
     n = int(np.flatnonzero((q == 0) & (x > 0))[0])
     assert grate[n] > 0
+
+
+def test_table_rate_adds_its_gradient_through_the_soft_rounding():
+    """The rate's gradient goes into the distortion's: added as it is (NOISE,
+    HARD: straight through), or by the chain rule of the soft rounding (SOFT:
+    the synthesis saw s(s(y) + u), the rate s(y) + u)."""
+    _, q, offsets, dims = rate_problem(5, 2)
+    table, _ = walk(q, offsets, dims)
+    rng = np.random.default_rng(8)
+    y = (q + rng.uniform(-0.9, 0.9, q.size)).astype(np.float32)
+    w = 0.21
+    grate = np.zeros(q.size)
+    ref = train._table_rate(y, q.astype(np.float64), table, w, grate, train.NOISE,
+                            np.empty(0, np.float32), np.empty(0, np.float32))
+    gsyn = rng.normal(size=q.size)
+    dyhat = rng.uniform(0.1, 3.0, q.size).astype(np.float32)
+    dys = rng.uniform(0.1, 3.0, q.size).astype(np.float32)
+    for mode, want in ((train.NOISE, gsyn + grate), (train.HARD, gsyn + grate),
+                       (train.SOFT, (gsyn * dyhat + grate) * dys)):
+        glat = gsyn.copy()
+        total = train._table_rate(y, q.astype(np.float64), table, w, glat, mode, dyhat, dys)
+        assert total == ref
+        np.testing.assert_array_equal(glat, want)
 
 
 # ---------------------------------------------------------------------------

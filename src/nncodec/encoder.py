@@ -33,7 +33,7 @@ from .entropy import choose_rice, encode_payload
 from .errors import BudgetError, InputError
 from .field import ModelSpec, column_pass, level_table, layer_table, make_taps, render
 from .progress import TrainingProgress
-from .train import (HARD, NO_RATE, NOISE, SOFT, STREAM_SAMPLE, Adam, _latent_grad_finish,
+from .train import (HARD, NO_RATE, NOISE, SOFT, STREAM_SAMPLE, Adam,
                     _mlp_grad, _rate_table, _table_rate, latent_grad, latent_inputs,
                     noise_key, sample_segments, squared_error, worker_bounds)
 from ._jit import TILE
@@ -532,13 +532,12 @@ class Trainer:
         self._balance.run(mlp_args, rate_args, ntiles)
         gbuf, lbuf, dfeat = mlp_args[-3:]
         gtheta = gbuf.sum(axis=0)
-        glat = np.zeros(n, np.float64)
+        glat = np.empty(n, np.float64)  # latent_grad writes every latent
         latent_grad(dfeat, sel, self.taps, self.offsets, self.dims, self.w, glat)
         bits = 0.0
         if n:
-            grate = np.empty(n, np.float64)
-            bits = _table_rate(yrate, self._table_q, self._table, weight, grate) - self._tail[0]
-            _latent_grad_finish(glat, mode, dyhat, dys, grate)
+            bits = _table_rate(yrate, self._table_q, self._table, weight, glat, mode, dyhat,
+                               dys) - self._tail[0]
         mse = lbuf.sum() / (sel.size * self.c)
         return float(mse), float(bits), gtheta, glat
 

@@ -312,12 +312,15 @@ def _column_pass(lat, offsets, dims, ci, cw, coff, C):
         if coff[tc, lev] < 0:
             continue
         base = offsets[lev] + i * dims[lev, 1]
-        dst = coff[tc, lev] + i * ncols
+        row = lat[base: base + dims[lev, 1]]
+        cix = ci[tc, lev]
+        cwx = cw[tc, lev]
+        out = C[coff[tc, lev] + i * ncols: coff[tc, lev] + (i + 1) * ncols]
         for x in range(ncols):
             s = np.float32(0.0)
             for t in range(4):
-                s += cw[tc, lev, x, t] * lat[base + ci[tc, lev, x, t]]
-            C[dst + x] = s
+                s += cwx[x, t] * row[cix[x, t]]
+            out[x] = s
 
 
 @njit

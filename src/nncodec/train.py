@@ -25,7 +25,10 @@ C3), then straight-through rounding (as in COIN++ / Cool-chic).
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 
 from ._jit import TILE, njit, pjit, prange
@@ -262,32 +265,84 @@ def _grid_grad_rows(dfeat, sel, starts, ci, cw, ft, dims, width, toff, tmp):
     ``tc = ft[f, 2]``) and image row ``y``:
     ``tmp[toff[f] + y * wk + b] = sum cw[tc, lev, x, t] * dfeat[f, k]`` over the
     selected pixels ``sel[k] = (y, x)`` of the row (``sel[starts[y]:starts[y+1]]``,
-    in order) and ``t`` with ``ci[tc, lev, x, t] == b``. One parallel
-    iteration per (row, feature), row-major: the workers' equal shares of
-    the jobs then hold the same mix of wide (fine) and narrow grids. Rows
-    without selected pixels are left as they are: :func:`_grid_grad_cols`
-    skips them.
+    in order) and ``t`` with ``ci[tc, lev, x, t] == b``, each sum taken in
+    that order (pixels ascending, then taps). One parallel iteration per
+    (row, feature), row-major: the workers' equal shares of the jobs then
+    hold the same mix of wide (fine) and narrow grids. Rows without
+    selected pixels are left as they are: :func:`_grid_grad_cols` skips
+    them.
+
+    A pixel's four taps are consecutive columns ``c, c + 1, c + 2, c + 3``
+    but at the grid's edges (clamped), and ``c`` never decreases along the
+    row, so the four sums a pixel adds to are held in registers and slide
+    along with ``c`` (stored when they leave the window, loaded when they
+    enter it): the same additions in the same order as adding into the row
+    in memory, without a chain of stores and loads through one address.
     """
     F = ft.shape[0]
     H = starts.shape[0] - 1
     for job in prange(F * H):
         y = job // F
-        if starts[y] == starts[y + 1]:
-            continue
         f = job - y * F
+        k0 = starts[y]
+        k1 = starts[y + 1]
+        if k0 == k1:
+            continue
         lev = ft[f, 0]
         tc = ft[f, 2]
         wk = dims[lev, 1]
+        base = y * width
         row = tmp[toff[f] + y * wk: toff[f] + (y + 1) * wk]
         for b in range(wk):
             row[b] = 0.0
-        base = y * width
-        for k in range(starts[y], starts[y + 1]):
-            d = dfeat[f, k]
-            if d != 0.0:
-                x = sel[k] - base
-                for t in range(4):
-                    row[ci[tc, lev, x, t]] += cw[tc, lev, x, t] * d
+        cix = ci[tc, lev]
+        cwx = cw[tc, lev]
+        dk = dfeat[f]
+        c = -1  # first column of the window; -1: no window
+        a0 = a1 = a2 = a3 = 0.0
+        for k in range(k0, k1):
+            x = sel[k] - base
+            c0 = cix[x, 0]
+            d = dk[k]
+            if cix[x, 3] == c0 + 3:
+                if c0 != c:
+                    if c >= 0 and c0 == c + 1:
+                        row[c] = a0
+                        a0 = a1
+                        a1 = a2
+                        a2 = a3
+                        a3 = row[c0 + 3]
+                    else:
+                        if c >= 0:
+                            row[c] = a0
+                            row[c + 1] = a1
+                            row[c + 2] = a2
+                            row[c + 3] = a3
+                        a0 = row[c0]
+                        a1 = row[c0 + 1]
+                        a2 = row[c0 + 2]
+                        a3 = row[c0 + 3]
+                    c = c0
+                if d != 0.0:
+                    a0 += cwx[x, 0] * d
+                    a1 += cwx[x, 1] * d
+                    a2 += cwx[x, 2] * d
+                    a3 += cwx[x, 3] * d
+            else:  # taps clamped at an edge: add in memory
+                if c >= 0:
+                    row[c] = a0
+                    row[c + 1] = a1
+                    row[c + 2] = a2
+                    row[c + 3] = a3
+                    c = -1
+                if d != 0.0:
+                    for t in range(4):
+                        row[cix[x, t]] += cwx[x, t] * d
+        if c >= 0:
+            row[c] = a0
+            row[c + 1] = a1
+            row[c + 2] = a2
+            row[c + 3] = a3
 
 
 @pjit
@@ -299,10 +354,10 @@ def _grid_grad_cols(tmp, toff, ri, rw, ft, dims, offsets, starts, out):
     taps ``t`` with ``ri[tr, lev, y, t] == a``, all ascending. One parallel
     iteration per grid row ``(lev, a)``; it adds whole rows of ``tmp`` (a
     vectorized loop). The rows reaching ``a`` are a contiguous range, as
-    ``ri`` grows with ``y``. Image rows without selected pixels
-    (``starts[y] == starts[y + 1]``) are zero and skipped: adding their zeros
-    would not change a sum (the taps' weights are not negative, so no term
-    is -0.0).
+    ``ri`` grows with ``y``: its first row is found by bisection. Image rows
+    without selected pixels (``starts[y] == starts[y + 1]``) are zero and
+    skipped: adding their zeros would not change a sum (the taps' weights
+    are not negative, so no term is -0.0).
     """
     F = ft.shape[0]
     H = ri.shape[2]
@@ -318,9 +373,15 @@ def _grid_grad_cols(tmp, toff, ri, rw, ft, dims, offsets, starts, out):
                 continue
             tr = ft[f, 1]
             # First row whose taps reach a (ri is non-decreasing in y).
-            y = 0
-            while y < H and ri[tr, lev, y, 3] < a:
-                y += 1
+            y0 = 0
+            y1 = H
+            while y0 < y1:
+                m = (y0 + y1) >> 1
+                if ri[tr, lev, m, 3] < a:
+                    y0 = m + 1
+                else:
+                    y1 = m
+            y = y0
             while y < H and ri[tr, lev, y, 0] <= a:
                 if starts[y] == starts[y + 1]:
                     y += 1
@@ -531,14 +592,20 @@ RATE_CHUNK = 4096
 
 
 @pjit
-def _table_rate(y, qc, table, weight, grate):
-    """Bits of ``y`` from the cost tables of :func:`_rate_table`.
+def _table_rate(y, qc, table, weight, glat, mode, dyhat, dys):
+    """Bits of ``y`` from the cost tables of :func:`_rate_table`, and their
+    gradient added to ``glat``.
 
     Latent ``n`` costs the piecewise linear interpolation of
     ``table[n, k + 1]`` at ``qc[n] + k``, k = -1, 0, 1 (extrapolated with the
-    edge slopes), at ``y[n]``; ``grate[n] = weight *`` its slope there: the
-    cost of the integer above ``y`` minus that of the one below, while ``y``
-    lies within one of ``qc``. Returns the total, summed in fixed chunks.
+    edge slopes), at ``y[n]``; its rate gradient ``g = weight *`` the slope
+    there: the cost of the integer above ``y`` minus that of the one below,
+    while ``y`` lies within one of ``qc``. ``glat[n]`` (the distortion's
+    gradient) becomes ``glat[n] + g``, or in SOFT mode, through the soft
+    rounding, ``(glat[n] * dyhat[n] + g) * dys[n]`` (the chain rule of
+    :func:`latent_inputs`; ``dyhat`` and ``dys`` are read in SOFT mode only).
+    One pass for both, as they touch the same latents. Returns the total,
+    summed in fixed chunks.
     """
     n = y.shape[0]
     nch = (n + RATE_CHUNK - 1) // RATE_CHUNK
@@ -553,7 +620,11 @@ def _table_rate(y, qc, table, weight, grate):
             else:
                 d = table[i, 2] - t1
             acc += t1 + x * d
-            grate[i] = weight * d
+            g = weight * d
+            if mode == SOFT:
+                glat[i] = (glat[i] * dyhat[i] + g) * dys[i]
+            else:
+                glat[i] += g
         part[c] = acc
     total = 0.0
     for c in range(nch):
@@ -665,6 +736,37 @@ def uniform_noise(key, n: int) -> np.ndarray:
     return out
 
 
+#: Elements per piece of :func:`tanh_inplace` (a multiple of every SIMD width).
+TANH_PIECE = 1 << 14
+_tanh_pools: dict[int, ThreadPoolExecutor] = {}
+# A forked child has none of its parent's threads: it starts its own pools.
+os.register_at_fork(after_in_child=_tanh_pools.clear)
+
+
+def tanh_inplace(t: np.ndarray) -> None:
+    """``np.tanh(t, out=t)``, in pieces on numba's thread count.
+
+    NumPy's ufunc runs on one thread (it releases the GIL, so threads can
+    share the work). Each piece starts a multiple of TANH_PIECE elements in,
+    so its start has the array's alignment and every element goes through
+    the same vector code as in one call: the same values whatever the number
+    of threads (tests check it).
+    """
+    nw = numba.get_num_threads()
+    n = t.shape[0]
+    if nw < 2 or n < 2 * TANH_PIECE:
+        np.tanh(t, out=t)
+        return
+    size = -(-n // nw)
+    size = -(-size // TANH_PIECE) * TANH_PIECE
+    pool = _tanh_pools.get(nw)
+    if pool is None:
+        pool = _tanh_pools[nw] = ThreadPoolExecutor(nw, thread_name_prefix="nncodec-tanh")
+    parts = [pool.submit(np.tanh, t[a:a + size], out=t[a:a + size]) for a in range(0, n, size)]
+    for f in parts:
+        f.result()
+
+
 def latent_inputs(lat, key, mode: int, alpha: float = 0.0):
     """What one training step feeds the synthesis and the rate, per latent.
 
@@ -680,7 +782,7 @@ def latent_inputs(lat, key, mode: int, alpha: float = 0.0):
 
     Everything is float32 arithmetic, elementwise, in parallel kernels; the
     two tanh passes are NumPy's (vectorized, far faster than a scalar libm
-    call per latent).
+    call per latent), in pieces on threads (:func:`tanh_inplace`).
     """
     n = lat.shape[0]
     key = np.uint64(key)
@@ -693,9 +795,9 @@ def latent_inputs(lat, key, mode: int, alpha: float = 0.0):
     a, k32, ak = np.float32(alpha), np.float32(k), np.float32(alpha * k)
     t = np.empty(n, np.float32)
     _soft_arg(lat, a, t)
-    np.tanh(t, out=t)
+    tanh_inplace(t)
     _soft_first(lat, t, key, a, k32, ak, dys, yrate, q)  # t becomes the second argument
-    np.tanh(t, out=t)
+    tanh_inplace(t)
     _soft_second(yrate, t, k32, ak, yhat, dyhat)
     return yhat, yrate, dyhat, dys, q
 
@@ -743,18 +845,6 @@ def _soft_second(yn, t, k, ak, yhat, dyhat):
         ti = t[i]
         yhat[i] = np.floor(yn[i]) + half + k * ti
         dyhat[i] = ak * (np.float32(1.0) - ti * ti)
-
-
-@pjit
-def _latent_grad_finish(glat, mode, dyhat, dys, grate):
-    """``glat`` += ``grate`` in place, through the soft rounding in SOFT mode:
-    ``glat = (glat * dyhat + grate) * dys`` (the chain rule of
-    :func:`latent_inputs`)."""
-    for i in prange(glat.shape[0]):
-        if mode == SOFT:
-            glat[i] = (glat[i] * dyhat[i] + grate[i]) * dys[i]
-        else:
-            glat[i] += grate[i]
 
 
 @njit
