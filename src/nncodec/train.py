@@ -257,6 +257,15 @@ def _row_starts(sel, width, height):
     return starts
 
 
+@njit
+def _store4(row, c, a0, a1, a2, a3):
+    """``row[c:c + 4] = a0, a1, a2, a3``: the window of :func:`_grid_grad_rows`."""
+    row[c] = a0
+    row[c + 1] = a1
+    row[c + 2] = a2
+    row[c + 3] = a3
+
+
 @pjit
 def _grid_grad_rows(dfeat, sel, starts, ci, cw, ft, dims, width, toff, tmp):
     """Row pass of the back-projection, every grid feature at once.
@@ -314,10 +323,7 @@ def _grid_grad_rows(dfeat, sel, starts, ci, cw, ft, dims, width, toff, tmp):
                         a3 = row[c0 + 3]
                     else:
                         if c >= 0:
-                            row[c] = a0
-                            row[c + 1] = a1
-                            row[c + 2] = a2
-                            row[c + 3] = a3
+                            _store4(row, c, a0, a1, a2, a3)
                         a0 = row[c0]
                         a1 = row[c0 + 1]
                         a2 = row[c0 + 2]
@@ -330,19 +336,13 @@ def _grid_grad_rows(dfeat, sel, starts, ci, cw, ft, dims, width, toff, tmp):
                     a3 += cwx[x, 3] * d
             else:  # taps clamped at an edge: add in memory
                 if c >= 0:
-                    row[c] = a0
-                    row[c + 1] = a1
-                    row[c + 2] = a2
-                    row[c + 3] = a3
+                    _store4(row, c, a0, a1, a2, a3)
                     c = -1
                 if d != 0.0:
                     for t in range(4):
                         row[cix[x, t]] += cwx[x, t] * d
         if c >= 0:
-            row[c] = a0
-            row[c + 1] = a1
-            row[c + 2] = a2
-            row[c + 3] = a3
+            _store4(row, c, a0, a1, a2, a3)
 
 
 @pjit
