@@ -16,7 +16,8 @@ quiet machine with one thread:
     NUMBA_NUM_THREADS=1 python benchmarks/kernels_time.py kodim04 --budget 16k --runs 40
     NUMBA_NUM_THREADS=1 PYTHONPATH=OTHER/src python benchmarks/kernels_time.py kodim04 --budget 16k --runs 40
 
-Images are names in ``--images`` (without ``.png``) or paths.
+Images are names in ``--images`` (without ``.png``) or paths to ``.png``
+files, loaded as RGB.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def kernel_calls(img: np.ndarray, budget: int, warm_steps: int) -> dict:
     from nncodec import encoder, field, train
 
     h, w = img.shape[:2]
-    spec = encoder.choose_spec(w, h, img.shape[2] if img.ndim == 3 else 1, budget)
-    tr = encoder.Trainer(spec, img if img.ndim == 3 else img[..., None], 0)
+    spec = encoder.choose_spec(w, h, img.shape[2], budget)
+    tr = encoder.Trainer(spec, img, 0)
     for _ in range(warm_steps):
         tr.step(tr.sample(1 / 8), 0.005, False, 1e-2, 1e-3, None, 3.0)
     sel = tr.sample(1 / 8)
@@ -96,7 +97,7 @@ def time_calls(calls: dict, runs: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("image", help="name in --images (without .png) or a path")
+    ap.add_argument("image", help="name in --images (without .png) or a .png path")
     ap.add_argument("--images", default=str(HERE.parent.parent / "shared" / "datasets" / "kodak"))
     ap.add_argument("--budget", default="16k")
     ap.add_argument("--runs", type=int, default=40)
@@ -105,9 +106,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     nncodec = import_nncodec()
 
-    path = Path(args.image)
-    if not path.exists():
-        path = image_path(args.image, args.images)
+    path = image_path(args.image, args.images)
     img = load_image(path)
     budget = parse_budget(args.budget)
     res = time_calls(kernel_calls(img, budget, args.warm_steps), args.runs)

@@ -23,8 +23,8 @@ def test_times_every_kernel_of_a_step(load_benchmark, make_image, tmp_path, caps
 
 
 def test_the_calls_are_the_steps_kernels_on_live_inputs(load_benchmark, make_image):
-    """Each call runs (the latents' Adam step moves its copy of the latents,
-    the back-projection fills its output) and is timed runs + 1 times."""
+    """The seven kernels of a step, each called once untimed and then runs
+    times; the column pass gives finite values for the step's latents."""
     bench = load_benchmark("kernels_time")
     img = make_image(40, 24, 3)
     calls = bench.kernel_calls(img, 300, 1)
