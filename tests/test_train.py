@@ -519,6 +519,27 @@ def test_table_rate_adds_its_gradient_through_the_soft_rounding():
         np.testing.assert_array_equal(glat, want)
 
 
+@pytest.mark.parametrize("nb", [1, 7, 8, 9, 31, 63, 64])
+def test_dots4_are_four_independent_dot_products(nb):
+    """The synthesis kernel's weight-gradient dot products: each of the four
+    sums is its pair's dot product over the first ``nb`` samples (to float32
+    rounding), and depends on that pair alone: swapping the arguments swaps
+    the results bit for bit, so the colour layer's three outputs (the last
+    slot repeated) get the same sums as four distinct outputs would."""
+    rng = np.random.default_rng(nb)
+    d = rng.normal(size=(4, field.BLOCK)).astype(np.float32)
+    x = rng.normal(size=field.BLOCK).astype(np.float32)
+    d[:, nb:] = np.nan  # never read
+    got = train._dots4(d[0], d[1], d[2], d[3], x, nb)
+    want = d[:, :nb].astype(np.float64) @ x[:nb].astype(np.float64)
+    scale = np.abs(d[:, :nb] * x[:nb]).sum(axis=1)
+    assert np.all(np.abs(np.array(got, np.float64) - want) <= 1e-6 * scale + 1e-30)
+    swapped = train._dots4(d[3], d[2], d[1], d[0], x, nb)
+    assert [np.float32(v) for v in swapped] == [np.float32(v) for v in got[::-1]]
+    repeated = train._dots4(d[0], d[1], d[2], d[2], x, nb)
+    assert repeated[:3] == got[:3] and repeated[3] == got[2]
+
+
 # ---------------------------------------------------------------------------
 # Adam.
 

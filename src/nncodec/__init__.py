@@ -17,7 +17,7 @@ from .errors import (BudgetError, ChecksumError, FormatError, ImageTooLargeError
                      NniError, TruncatedError, VersionError)
 from .progress import TrainingProgress
 
-__version__ = "0.16.1"
+__version__ = "0.17.0"
 
 __all__ = [
     "encode", "decode", "info", "check", "read_metadata", "image_metadata", "register_pillow",

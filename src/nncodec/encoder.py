@@ -35,7 +35,7 @@ from .field import ModelSpec, column_pass, level_table, layer_table, make_taps, 
 from .progress import TrainingProgress
 from .train import (HARD, NO_RATE, NOISE, SOFT, STREAM_SAMPLE, Adam,
                     _mlp_grad, _rate_table, _table_rate, latent_grad, latent_inputs,
-                    noise_key, sample_segments, squared_error, worker_bounds)
+                    noise_key, rounded, sample_segments, squared_error, worker_bounds)
 from ._jit import TILE
 
 log = logging.getLogger("nncodec")
@@ -430,8 +430,8 @@ class Trainer:
         #: The rate walk's cost tables (see :meth:`gradients`): costs of
         #: ``q - 1, q, q + 1`` per latent for the rounded latents ``q`` of
         #: the step that walked, the free tail's bits, and steps since.
-        self._table = np.zeros((spec.n_latents, 3), np.float64)
-        self._table_q = np.zeros(spec.n_latents, np.float64)
+        self._table = np.zeros((spec.n_latents, 3), np.float32)
+        self._table_q = np.zeros(spec.n_latents, np.int64)
         self._tail = np.zeros(1, np.float64)
         self._table_age = RATE_WALK_EVERY
 
@@ -518,15 +518,15 @@ class Trainer:
         # gradient would vanish and let small latents escape zero, and at the
         # bare continuous latents the pull to zero changes abruptly and
         # empties the budget.
-        yhat, yrate, dyhat, dys, q = latent_inputs(self.lat, self.next_noise_key(), mode, alpha)
+        yhat, yrate, dyhat, dys = latent_inputs(self.lat, self.next_noise_key(), mode, alpha)
         weight = lam / (self.h * self.w)
         rate_args = NO_RATE
         if n and self._table_age >= RATE_WALK_EVERY:
             # The walk is serial: it runs inside the synthesis kernel as one
             # more job of its first worker, which gets fewer tiles.
-            self._table_q[:] = q
+            self._table_q = rounded(self.lat)
             self._table_age = 0
-            rate_args = (q, self.offsets, self.dims, self._table, self._tail)
+            rate_args = (self._table_q, self.offsets, self.dims, self._table, self._tail)
         self._table_age += 1
         mlp_args, ntiles = self._synthesis_args(theta, yhat, sel)
         self._balance.run(mlp_args, rate_args, ntiles)

@@ -25,13 +25,10 @@ C3), then straight-through rounding (as in COIN++ / Cool-chic).
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 
-from ._jit import TILE, njit, pjit, prange
+from ._jit import TILE, njit, njit_reassoc, pjit, prange
 from .entropy import (_NEG_LOG2, L_MAG, L_SIGN, L_ZERO, LAT_UNARY, LCTX, PROB_ONE, _adapt,
                       _bit_cost, _eg0_bits, _is_parent, _mag_class, _neigh, _zero_class,
                       new_probs)
@@ -42,6 +39,24 @@ LN2 = math.log(2.0)
 #: The coder's context state at the start of a grid, in the format version
 #: the encoder writes (a constant of the kernels, copied per grid).
 _FRESH_PROBS = new_probs(LCTX)
+
+
+@njit_reassoc
+def _dots4(d0, d1, d2, d3, x, nb):
+    """``sum(dk[:nb] * x[:nb])`` for k = 0..3, float32, in an order LLVM
+    picks for its vector registers (``reassoc``: the one kernel code that
+    lets it reorder a sum; the same on every run of one build)."""
+    s0 = np.float32(0.0)
+    s1 = np.float32(0.0)
+    s2 = np.float32(0.0)
+    s3 = np.float32(0.0)
+    for b in range(nb):
+        xb = x[b]
+        s0 += d0[b] * xb
+        s1 += d1[b] * xb
+        s2 += d2[b] * xb
+        s3 += d3[b] * xb
+    return s0, s1, s2, s3
 
 
 @njit
@@ -56,9 +71,10 @@ def _mlp_tile(t, C, coff, ri, rw, fr, fc, ft, theta, layers, channels, target, s
     pixels to ``dfeat[f, s]`` (float32[F, n]), for grid feature ``f`` of
     pixel ``sel[s]`` (``ft``: see :class:`field.Taps`).
 
-    Parameter gradients are accumulated per lane (one partial sum per lane
-    and parameter, so the lane loops vectorize without reassociating a sum)
-    and the lanes are added in order at the tile's end.
+    A parameter's gradient is a dot product over each block's samples
+    (:func:`_dots4`, in vector registers; a bias's against ones), and the
+    blocks' sums are added in order in float64. Per-sample partial sums,
+    loaded and stored at every block, made this kernel 1.4 times slower.
     """
     n = sel.shape[0]
     nl = layers.shape[0]
@@ -71,7 +87,8 @@ def _mlp_tile(t, C, coff, ri, rw, fr, fc, ft, theta, layers, channels, target, s
     Zb = np.zeros((nl, maxw, BLOCK), np.float32)
     dZ = np.zeros((maxw, BLOCK), np.float32)
     dH = np.zeros((maxw, BLOCK), np.float32)
-    G = np.zeros((P, BLOCK), np.float32)
+    G = np.zeros(P, np.float64)
+    ones = np.ones(BLOCK, np.float32)
     rows = np.empty(BLOCK, np.int64)
     cols = np.empty(BLOCK, np.int64)
     rgb = np.zeros(3, np.float32)
@@ -120,48 +137,78 @@ def _mlp_tile(t, C, coff, ri, rw, fr, fc, ft, theta, layers, channels, target, s
                 dh = dH[i]
                 for b in range(nb):
                     dh[b] = 0.0
-            # Four outputs per pass over the inputs: each input's gradient
-            # is loaded and stored once per four terms, still added in
-            # ascending output order.
+            # Four outputs per pass over the inputs, four inputs per pass over
+            # the lanes: each output's gradient is loaded once for four inputs
+            # and each input's gradient loaded and stored once per four terms,
+            # still added in ascending output order.
             o = 0
             while o + 4 <= no:
                 dz0, dz1, dz2, dz3 = dZ[o], dZ[o + 1], dZ[o + 2], dZ[o + 3]
-                for j in range(4):
-                    dz = dZ[o + j]
-                    gb = G[bb + o + j]
-                    for b in range(nb):
-                        gb[b] += dz[b]
+                u0, u1, u2, u3 = _dots4(dz0, dz1, dz2, dz3, ones, nb)
+                G[bb + o] += u0
+                G[bb + o + 1] += u1
+                G[bb + o + 2] += u2
+                G[bb + o + 3] += u3
                 r0 = wb + o * ni
                 r1, r2, r3 = r0 + ni, r0 + 2 * ni, r0 + 3 * ni
                 for i in range(ni):
+                    u0, u1, u2, u3 = _dots4(dz0, dz1, dz2, dz3, Hb[k, i], nb)
+                    G[r0 + i] += u0
+                    G[r1 + i] += u1
+                    G[r2 + i] += u2
+                    G[r3 + i] += u3
+                i = 0
+                while i + 4 <= ni:
+                    a0, a1, a2, a3 = theta[r0 + i], theta[r1 + i], theta[r2 + i], theta[r3 + i]
+                    b0, b1, b2, b3 = (theta[r0 + i + 1], theta[r1 + i + 1], theta[r2 + i + 1],
+                                      theta[r3 + i + 1])
+                    c0, c1, c2, c3 = (theta[r0 + i + 2], theta[r1 + i + 2], theta[r2 + i + 2],
+                                      theta[r3 + i + 2])
+                    e0, e1, e2, e3 = (theta[r0 + i + 3], theta[r1 + i + 3], theta[r2 + i + 3],
+                                      theta[r3 + i + 3])
+                    dh0, dh1, dh2, dh3 = dH[i], dH[i + 1], dH[i + 2], dH[i + 3]
+                    for b in range(nb):
+                        x0, x1, x2, x3 = dz0[b], dz1[b], dz2[b], dz3[b]
+                        dh0[b] = dh0[b] + x0 * a0 + x1 * a1 + x2 * a2 + x3 * a3
+                        dh1[b] = dh1[b] + x0 * b0 + x1 * b1 + x2 * b2 + x3 * b3
+                        dh2[b] = dh2[b] + x0 * c0 + x1 * c1 + x2 * c2 + x3 * c3
+                        dh3[b] = dh3[b] + x0 * e0 + x1 * e1 + x2 * e2 + x3 * e3
+                    i += 4
+                while i < ni:
                     w0, w1, w2, w3 = theta[r0 + i], theta[r1 + i], theta[r2 + i], theta[r3 + i]
-                    g0, g1, g2, g3 = G[r0 + i], G[r1 + i], G[r2 + i], G[r3 + i]
-                    h = Hb[k, i]
                     dh = dH[i]
                     for b in range(nb):
-                        x = h[b]
-                        d0, d1, d2, d3 = dz0[b], dz1[b], dz2[b], dz3[b]
-                        g0[b] += d0 * x
-                        g1[b] += d1 * x
-                        g2[b] += d2 * x
-                        g3[b] += d3 * x
-                        dh[b] = dh[b] + d0 * w0 + d1 * w1 + d2 * w2 + d3 * w3
+                        dh[b] = dh[b] + dz0[b] * w0 + dz1[b] * w1 + dz2[b] * w2 + dz3[b] * w3
+                    i += 1
                 o += 4
-            while o < no:
-                dz = dZ[o]
-                gb = G[bb + o]
-                for b in range(nb):
-                    gb[b] += dz[b]
+            rem = no - o
+            if rem > 0:
+                # The last one to three outputs (the colour layer): their dot
+                # products in one call per input, each input's terms added
+                # in ascending output order.
+                dza = dZ[o]
+                dzb = dZ[o + 1] if rem > 1 else dza
+                dzc = dZ[o + 2] if rem > 2 else dzb
+                u0, u1, u2, u3 = _dots4(dza, dzb, dzc, dzc, ones, nb)
+                G[bb + o] += u0
+                if rem > 1:
+                    G[bb + o + 1] += u1
+                if rem > 2:
+                    G[bb + o + 2] += u2
                 row = wb + o * ni
                 for i in range(ni):
-                    w = theta[row + i]
-                    h = Hb[k, i]
-                    gw = G[row + i]
+                    u0, u1, u2, u3 = _dots4(dza, dzb, dzc, dzc, Hb[k, i], nb)
+                    G[row + i] += u0
+                    if rem > 1:
+                        G[row + ni + i] += u1
+                    if rem > 2:
+                        G[row + 2 * ni + i] += u2
                     dh = dH[i]
-                    for b in range(nb):
-                        gw[b] += dz[b] * h[b]
-                        dh[b] += dz[b] * w
-                o += 1
+                    for j in range(rem):
+                        w = theta[row + j * ni + i]
+                        dz = dZ[o + j]
+                        for b in range(nb):
+                            dh[b] += dz[b] * w
             if k > 0:
                 for i in range(ni):
                     dz = dZ[i]
@@ -176,10 +223,7 @@ def _mlp_tile(t, C, coff, ri, rw, fr, fc, ft, theta, layers, channels, target, s
         s0 += nb
     g = gbuf[t]
     for j in range(P):
-        acc = 0.0
-        for b in range(BLOCK):
-            acc += G[j, b]
-        g[j] = acc
+        g[j] = G[j]
     lbuf[t] = loss
 
 
@@ -222,7 +266,7 @@ def _mlp_grad(C, coff, ri, rw, fr, fc, ft, theta, layers, channels, target, sel,
 
 #: The rate arguments of :func:`_mlp_grad` that skip the rate walk.
 NO_RATE = (np.empty(0, np.int64), np.zeros(1, np.int64), np.zeros((0, 2), np.int64),
-           np.zeros((0, 3), np.float64), np.zeros(1, np.float64))
+           np.zeros((0, 3), np.float32), np.zeros(1, np.float64))
 
 
 def worker_bounds(ntiles: int, workers: int, rate_tiles: float) -> np.ndarray:
@@ -614,11 +658,12 @@ def _table_rate(y, qc, table, weight, glat, mode, dyhat, dys):
         acc = 0.0
         for i in range(c * RATE_CHUNK, min(n, (c + 1) * RATE_CHUNK)):
             x = np.float64(y[i]) - qc[i]
-            t1 = table[i, 1]
-            if x < 0.0:
-                d = t1 - table[i, 0]
-            else:
-                d = table[i, 2] - t1
+            t0 = np.float64(table[i, 0])
+            t1 = np.float64(table[i, 1])
+            t2 = np.float64(table[i, 2])
+            # Both slopes, then a select: a branch on the sign of x, which is
+            # random, would be mispredicted half the time.
+            d = t1 - t0 if x < 0.0 else t2 - t1
             acc += t1 + x * d
             g = weight * d
             if mode == SOFT:
@@ -736,115 +781,98 @@ def uniform_noise(key, n: int) -> np.ndarray:
     return out
 
 
-#: Elements per piece of :func:`tanh_inplace` (a multiple of every SIMD width).
-TANH_PIECE = 1 << 14
-_tanh_pools: dict[int, ThreadPoolExecutor] = {}
-# A forked child has none of its parent's threads: it starts its own pools.
-os.register_at_fork(after_in_child=_tanh_pools.clear)
+#: tanh(x) ~ x P(x^2) / Q(x^2) for |x| <= TANH_CLAMP (that value beyond): a
+#: rational fit of degrees 13 / 6 (weighted least squares towards minimax,
+#: fitted for nncodec), error under 1e-8 up to |x| = 8 in float64 and 4e-8
+#: beyond (float32's spacing near 1 is 6e-8). Coefficients by ascending
+#: power of x^2.
+TANH_P = (0.9999999689731859, 0.13079209119738852, 0.003098704955314632,
+          1.1102349728342316e-05, -2.0031684235285416e-08, 5.193711109722944e-11,
+          -8.293921204488195e-14)
+TANH_Q = (1.0, 0.464125293858926, 0.024473963561282258, 0.0002538674706527954)
+TANH_CLAMP = 9.0
 
 
-def tanh_inplace(t: np.ndarray) -> None:
-    """``np.tanh(t, out=t)``, in pieces on numba's thread count.
-
-    NumPy's ufunc runs on one thread (it releases the GIL, so threads can
-    share the work). Each piece starts a multiple of TANH_PIECE elements in,
-    so its start has the array's alignment and every element goes through
-    the same vector code as in one call: the same values whatever the number
-    of threads (tests check it).
-    """
-    nw = numba.get_num_threads()
-    n = t.shape[0]
-    if nw < 2 or n < 2 * TANH_PIECE:
-        np.tanh(t, out=t)
-        return
-    size = -(-n // nw)
-    size = -(-size // TANH_PIECE) * TANH_PIECE
-    pool = _tanh_pools.get(nw)
-    if pool is None:
-        pool = _tanh_pools[nw] = ThreadPoolExecutor(nw, thread_name_prefix="nncodec-tanh")
-    parts = [pool.submit(np.tanh, t[a:a + size], out=t[a:a + size]) for a in range(0, n, size)]
-    for f in parts:
-        f.result()
+@njit
+def tanh(x):
+    """tanh of a float64, in float64 arithmetic: within 1e-8 of the true
+    value up to |x| = 8 (soft rounding takes it at |x| <= 5), 4e-8 beyond,
+    odd and within [-1, 1]. Two polynomials and one division, so loops of
+    it vectorize (a libm call per value would not)."""
+    xc = min(max(x, -TANH_CLAMP), TANH_CLAMP)
+    z = xc * xc
+    p = (((((TANH_P[6] * z + TANH_P[5]) * z + TANH_P[4]) * z + TANH_P[3]) * z + TANH_P[2]) * z
+         + TANH_P[1]) * z + TANH_P[0]
+    q = ((TANH_Q[3] * z + TANH_Q[2]) * z + TANH_Q[1]) * z + TANH_Q[0]
+    return min(max(xc * p / q, -1.0), 1.0)
 
 
 def latent_inputs(lat, key, mode: int, alpha: float = 0.0):
     """What one training step feeds the synthesis and the rate, per latent.
 
     ``u`` is uniform noise in [-1/2, 1/2) drawn with ``key`` (see
-    :func:`uniform_noise`). Returns ``(yhat, yrate, dyhat, dys, q)``, float32
-    but ``q`` = round(y) (int64, halves up). NOISE: the synthesis and the
-    rate see y + u. SOFT: the rate sees s(y) + u and the synthesis
-    s(s(y) + u), with ``dys`` = s'(y) and ``dyhat`` = s'(s(y) + u), where s is
-    soft rounding (Agustsson and Theis 2020; ``alpha`` > 0): s(y) = m + 1/2 +
-    k tanh(alpha r), s'(y) = alpha k (1 - tanh(alpha r)^2), m = floor(y),
-    r = y - m - 1/2, k = 1 / (2 tanh(alpha / 2)). HARD: the synthesis sees
-    round(y), the rate y + u.
+    :func:`uniform_noise`). Returns ``(yhat, yrate, dyhat, dys)``, float32.
+    NOISE: the synthesis and the rate see y + u. SOFT: the rate sees
+    s(y) + u and the synthesis s(s(y) + u), with ``dys`` = s'(y) and
+    ``dyhat`` = s'(s(y) + u), where s is soft rounding (Agustsson and Theis
+    2020; ``alpha`` > 0): s(y) = m + 1/2 + k tanh(alpha r), s'(y) = alpha k
+    (1 - tanh(alpha r)^2), m = floor(y), r = y - m - 1/2, k = 1 / (2
+    tanh(alpha / 2)). HARD: the synthesis sees round(y) (halves up), the
+    rate y + u. ``dyhat`` and ``dys`` are set in SOFT mode only.
 
-    Everything is float32 arithmetic, elementwise, in parallel kernels; the
-    two tanh passes are NumPy's (vectorized, far faster than a scalar libm
-    call per latent), in pieces on threads (:func:`tanh_inplace`).
+    One parallel elementwise pass, float32 but the tanh (:func:`tanh`, in
+    float64).
     """
     n = lat.shape[0]
     key = np.uint64(key)
     yhat, yrate, dyhat, dys = (np.empty(n, np.float32) for _ in range(4))
-    q = np.empty(n, np.int64)
     if mode != SOFT:
-        _noisy_or_rounded(lat, key, mode == HARD, yhat, yrate, q)
-        return yhat, yrate, dyhat, dys, q
-    k = 0.5 / math.tanh(0.5 * alpha)
-    a, k32, ak = np.float32(alpha), np.float32(k), np.float32(alpha * k)
-    t = np.empty(n, np.float32)
-    _soft_arg(lat, a, t)
-    tanh_inplace(t)
-    _soft_first(lat, t, key, a, k32, ak, dys, yrate, q)  # t becomes the second argument
-    tanh_inplace(t)
-    _soft_second(yrate, t, k32, ak, yhat, dyhat)
-    return yhat, yrate, dyhat, dys, q
+        _noisy_or_rounded(lat, key, mode == HARD, yhat, yrate)
+        return yhat, yrate, dyhat, dys
+    k = 0.5 / tanh(0.5 * alpha)
+    _soft_rounded(lat, key, np.float32(alpha), np.float32(k), np.float32(alpha * k),
+                  yhat, yrate, dyhat, dys)
+    return yhat, yrate, dyhat, dys
 
 
 @pjit
-def _noisy_or_rounded(lat, key, hard, yhat, yrate, q):
+def rounded(lat):
+    """round(y) of each latent, halves up, int64."""
+    q = np.empty(lat.shape[0], np.int64)
+    half = np.float32(0.5)
+    for i in prange(lat.shape[0]):
+        q[i] = np.int64(np.floor(lat[i] + half))
+    return q
+
+
+@pjit
+def _noisy_or_rounded(lat, key, hard, yhat, yrate):
     half = np.float32(0.5)
     for i in prange(lat.shape[0]):
         y = lat[i]
-        r = np.floor(y + half)
-        q[i] = np.int64(r)
         yn = y + _uniform(key, i)
         yrate[i] = yn
-        yhat[i] = r if hard else yn
+        yhat[i] = np.floor(y + half) if hard else yn
+
+
+@njit
+def _soft_round(y, a, k, ak):
+    """s(y) and s'(y) of :func:`latent_inputs` in float32 (the tanh in float64)."""
+    m = np.floor(y)
+    t = np.float32(tanh(np.float64(a * (y - m - np.float32(0.5)))))
+    return m + np.float32(0.5) + k * t, ak * (np.float32(1.0) - t * t)
 
 
 @pjit
-def _soft_arg(y, a, t):
-    """t = a (y - floor(y) - 1/2), the argument of the soft rounding's tanh."""
-    for i in prange(y.shape[0]):
-        t[i] = a * (y[i] - np.floor(y[i]) - np.float32(0.5))
-
-
-@pjit
-def _soft_first(lat, t, key, a, k, ak, dys, yrate, q):
-    """From ``t`` = tanh(a r(y)): s(y), s'(y), the rate's s(y) + u, round(y);
-    then ``t`` = the tanh argument at s(y) + u."""
-    half = np.float32(0.5)
+def _soft_rounded(lat, key, a, k, ak, yhat, yrate, dyhat, dys):
     for i in prange(lat.shape[0]):
-        y = lat[i]
-        q[i] = np.int64(np.floor(y + half))
-        ti = t[i]
-        s = np.floor(y) + half + k * ti
-        dys[i] = ak * (np.float32(1.0) - ti * ti)
+        s, ds = _soft_round(lat[i], a, k, ak)
+        dys[i] = ds
         yn = s + _uniform(key, i)
         yrate[i] = yn
-        t[i] = a * (yn - np.floor(yn) - half)
-
-
-@pjit
-def _soft_second(yn, t, k, ak, yhat, dyhat):
-    """From ``t`` = tanh(a r(yn)): the synthesis' s(yn) and s'(yn)."""
-    half = np.float32(0.5)
-    for i in prange(yn.shape[0]):
-        ti = t[i]
-        yhat[i] = np.floor(yn[i]) + half + k * ti
-        dyhat[i] = ak * (np.float32(1.0) - ti * ti)
+        sh, dsh = _soft_round(yn, a, k, ak)
+        yhat[i] = sh
+        dyhat[i] = dsh
 
 
 @njit
