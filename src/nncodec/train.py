@@ -87,7 +87,8 @@ def _mlp_tile(t, C, coff, ri, rw, fr, fc, ft, theta, layers, channels, target, s
     Zb = np.zeros((nl, maxw, BLOCK), np.float32)
     dZ = np.zeros((maxw, BLOCK), np.float32)
     dH = np.zeros((maxw, BLOCK), np.float32)
-    G = np.zeros(P, np.float64)
+    G = gbuf[t]  # the tile's gradient, summed in place
+    G[:] = 0.0
     ones = np.ones(BLOCK, np.float32)
     rows = np.empty(BLOCK, np.int64)
     cols = np.empty(BLOCK, np.int64)
@@ -221,9 +222,6 @@ def _mlp_tile(t, C, coff, ri, rw, fr, fc, ft, theta, layers, channels, target, s
             for b in range(nb):
                 dfeat[f, s0 + b] = dH[f, b]
         s0 += nb
-    g = gbuf[t]
-    for j in range(P):
-        g[j] = G[j]
     lbuf[t] = loss
 
 
