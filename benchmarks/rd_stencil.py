@@ -10,7 +10,11 @@ neighbours on the finest grid alone, the default since 0.14) was built. The
 estimate pays the full stencil's time and the zero weights' bits, which
 stencil 2 does not. ``--stencil N`` runs stencil N at every rate instead
 (the encoder picks stencil 2 from 0.03 bpp up to where the finest grid is
-1:1, stencil 3 from there on). Every other argument goes to ``rd.py``. The
+1:1, stencil 3 from there on); ``--stencil auto`` keeps the encoder's choice.
+``--points box`` samples the grids the stencil names at the 3x3 box of nine
+points (the four diagonal neighbours added; a scratch patch of
+``field.PLUS``, in the encoder and the decoder of this process, since the
+format has no value for it). Every other argument goes to ``rd.py``. The
 README's runs:
 
     python benchmarks/rd_stencil.py --codecs nncodec --budgets 8k --limit 12 --tag stencil1-8k-kodak
@@ -18,6 +22,8 @@ README's runs:
         --tag stencil1-finest-8k-kodak
     python benchmarks/rd_stencil.py --stencil 2 --codecs nncodec --budgets 2k --limit 12 \\
         --tag stencil2-2k12-kodak
+    python benchmarks/rd_stencil.py --stencil auto --points box --codecs nncodec --budgets 8k \\
+        --tag box-8k-kodak
 """
 
 from __future__ import annotations
@@ -32,13 +38,21 @@ sys.path.insert(0, str(HERE))
 import rd  # noqa: E402
 
 
-def patch(stencil: int, finest: int | None) -> None:
-    """Make `choose_spec` pick ``stencil`` at every rate and, with ``finest``,
-    mask the other grids' neighbour weights in training."""
-    rd.import_nncodec()
-    from nncodec import encoder
+#: The 3x3 box: PLUS's five points, then the four diagonal neighbours.
+BOX = ((0, 0), (0, -1), (0, 1), (-1, 0), (1, 0), (-1, -1), (-1, 1), (1, -1), (1, 1))
 
-    encoder.DEFAULT_STENCIL = encoder.FULL_GRID_STENCIL = encoder.PLAIN_STENCIL = stencil
+
+def patch(stencil: int | None, finest: int | None, points: str = "plus") -> None:
+    """Make `choose_spec` pick ``stencil`` at every rate (None: its own
+    choice), sample at the ``points`` (``plus`` or ``box``) and, with
+    ``finest``, mask the other grids' neighbour weights in training."""
+    rd.import_nncodec()
+    from nncodec import encoder, field
+
+    if points == "box":
+        field.PLUS = BOX
+    if stencil is not None:
+        encoder.DEFAULT_STENCIL = encoder.FULL_GRID_STENCIL = encoder.PLAIN_STENCIL = stencil
     if finest is None:
         return
     init, step = encoder.Trainer.__init__, encoder.Trainer.step
@@ -66,14 +80,17 @@ def patch(stencil: int, finest: int | None) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=False)
-    ap.add_argument("--stencil", type=int, default=1,
-                    help="the stencil at every rate (default 1)")
+    ap.add_argument("--stencil", default="1",
+                    help="the stencil at every rate (default 1), or auto: the encoder's own")
+    ap.add_argument("--points", choices=("plus", "box"), default="plus",
+                    help="the points of a grid the stencil names (default plus: five)")
     ap.add_argument("--finest", type=int, default=None,
                     help="keep the neighbours on the first K grids only (stencil 1)")
     args, rest = ap.parse_known_args(argv)
-    if args.finest is not None and (args.finest < 1 or args.stencil != 1):
+    stencil = None if args.stencil == "auto" else int(args.stencil)
+    if args.finest is not None and (args.finest < 1 or stencil != 1):
         ap.error("--finest takes a grid count of at least 1, with stencil 1")
-    patch(args.stencil, args.finest)
+    patch(stencil, args.finest, args.points)
     return rd.main(rest)
 
 

@@ -62,3 +62,40 @@ def test_main_prints_a_row_per_scheme(load_benchmark, encoded_rgb, tmp_path, cap
     assert rows[0].split()[1:] == ["+0.00", "+0.00"]
     assert ce.main(["--rates", str(path)]) == 0
     assert "rates 3,7" in capsys.readouterr().out
+
+
+def test_mix_estimate_base_is_the_coders_zero_flags(load_benchmark, encoded_rgb):
+    ce = load_benchmark("latent_context_estimate")
+    grids = ce.read_grids(encoded_rgb.data)
+    bits = ce.mix_estimate(grids)
+    zero_flags = ce.latent_bits(grids, ce.SCHEMES["current"])[0]
+    assert bits[0] == zero_flags
+    # Each mix is another code of the same flags, of the same order of size.
+    assert np.all(bits[1:] != bits[0])
+    assert np.all(np.abs(bits[1:] / bits[0] - 1) < 0.2), bits
+
+
+def test_mixer_learns_a_model_that_predicts_the_flags(load_benchmark):
+    ce = load_benchmark("latent_context_estimate")
+    rng = np.random.default_rng(0)
+    n = 20000
+    # Model 0 knows nothing (one context); model 1's context is the flag's
+    # own source: a mixer that adapts must code the flags in far fewer bits
+    # than model 0 alone, and one that does not adapt (lr 0) may not.
+    src = rng.integers(0, 2, n)
+    nz = (rng.random(n) < np.where(src == 1, 0.9, 0.02)).astype(np.int64)
+    ctxs = np.stack([np.zeros(n, np.int64), src], 1)
+    fresh = lambda: np.stack([entropy.new_probs(2)] * 2)  # noqa: E731
+    base, mixed = ce.mix_zero_bits(nz, ctxs, np.zeros(n, np.int64), fresh(), 0.002)
+    _, frozen = ce.mix_zero_bits(nz, ctxs, np.zeros(n, np.int64), fresh(), 0.0)
+    assert mixed < 0.6 * base, (mixed, base)
+    assert frozen > 0.9 * base, (frozen, base)
+
+
+def test_main_mix_prints_a_row_per_model_set(load_benchmark, encoded_rgb, tmp_path, capsys):
+    ce = load_benchmark("latent_context_estimate")
+    path = tmp_path / "a.nni"
+    path.write_bytes(encoded_rgb.data)
+    assert ce.main(["--mix", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert sum(ln.startswith(name) for ln in out.splitlines() for name in ce.MIX_MODELS) == 3
