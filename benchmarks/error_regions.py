@@ -1,8 +1,8 @@
 """Where a file's error lies, against a classical codec at the same byte cap.
 
 For an ``.nni`` file and its source image, and for the classical codec's
-best result under the same cap (``baselines.best_under_cap``, downscaling
-allowed): the RGB PSNR, the mean squared error of each YCoCg channel (the
+best result in at most the file's own size (``baselines.best_under_cap``,
+downscaling allowed): the RGB PSNR, the mean squared error of each YCoCg channel (the
 colour space nncodec codes in), and the squared error summed over three
 classes of pixels by the local gradient of the source's luma (the flattest
 half, the middle 40%, the steepest 10%), as a share of the total and as a

@@ -43,18 +43,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=False)
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="a preset field and its value for this run")
+    ap.add_argument("--preset", default=None)
     args, rest = ap.parse_known_args(argv)
+    if args.preset is not None:
+        rest += ["--preset", args.preset]
     settings = {}
     for item in args.set:
         name, sep, value = item.partition("=")
         if not sep:
             ap.error(f"--set takes NAME=VALUE, got {item!r}")
         settings[name.strip()] = value.strip()
-    preset = "default"
-    if "--preset" in rest:
-        preset = rest[rest.index("--preset") + 1]
     try:
-        patch(preset, settings)
+        patch(args.preset or "default", settings)
     except (KeyError, ValueError) as exc:
         ap.error(str(exc))
     return rd.main(rest)

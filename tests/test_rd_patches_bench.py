@@ -48,3 +48,13 @@ def test_rd_stencil_box_adds_the_diagonals_and_keeps_the_encoders_stencil(load_b
     assert sorted((dy, dx) for g, dy, dx in feats if g == 0) == [
         (dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
     assert [(g, dy, dx) for g, dy, dx in feats if g > 0] == [(1, 0, 0), (2, 0, 0), (3, 0, 0)]
+
+
+def test_rd_preset_patches_the_preset_the_run_uses(load_benchmark, restore, monkeypatch):
+    rp = load_benchmark("rd_preset")
+    seen = []
+    monkeypatch.setattr(rp.rd, "main", lambda rest: seen.append(rest) or 0)
+    assert rp.main(["--set", "steps=123", "--preset", "fast", "--budgets", "2k"]) == 0
+    assert encoder.PRESETS["fast"].steps == 123
+    assert encoder.PRESETS["default"].steps != 123
+    assert seen == [["--budgets", "2k", "--preset", "fast"]]
